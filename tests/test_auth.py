@@ -1,0 +1,75 @@
+"""Bearer-token authentication (RFC 7644 section 2; RFC 6750 section 3 for WWW-Authenticate)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service import tenancy
+from tests.conftest import Tenant, make_tenant
+
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+URL = "/scim/v2/ServiceProviderConfig"
+
+
+async def assert_401(resp) -> None:
+    assert resp.status == 401
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert resp.content_type == "application/scim+json"
+    body = await resp.json(content_type=None)
+    assert body["schemas"] == [ERROR]
+    assert body["status"] == "401"
+    assert body["detail"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer not-a-token", "Bearer scimledger_x"],
+)
+async def test_missing_or_wrong_token_gives_scim_401(client: TestClient, tenant: Tenant, header) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    await assert_401(await client.get(URL, headers=headers))
+
+
+async def test_valid_token_passes_and_scheme_is_case_insensitive(client: TestClient, tenant: Tenant) -> None:
+    resp = await client.get(URL, headers={"Authorization": f"bearer {tenant.secret}"})
+    assert resp.status == 200
+
+
+async def test_revoked_token_is_refused_at_once(client: TestClient, tenant: Tenant, pool: asyncpg.Pool) -> None:
+    assert (await client.get(URL, headers=tenant.headers)).status == 200
+    async with pool.acquire() as conn:
+        await tenancy.revoke_token(conn, tenant.token_id)
+    await assert_401(await client.get(URL, headers=tenant.headers))
+
+
+async def test_secrets_are_stored_only_as_hashes(pool: asyncpg.Pool, tenant: Tenant) -> None:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT * FROM tokens")
+    flat = repr([dict(r) for r in rows])
+    assert tenant.secret not in flat
+    assert tenant.secret.removeprefix(tenancy.SECRET_PREFIX) not in flat
+    assert rows[0]["secret_hash"] == tenancy.hash_secret(tenant.secret)
+
+
+async def test_audit_token_cannot_reach_scim_endpoints(client: TestClient, pool: asyncpg.Pool) -> None:
+    auditor = await make_tenant(pool, "audited", label="auditor", scope="audit")
+    resp = await client.get(URL, headers=auditor.headers)
+    assert resp.status == 403
+    body = await resp.json(content_type=None)
+    assert body["schemas"] == [ERROR] and body["status"] == "403"
+
+
+async def test_health_endpoints_need_no_token(client: TestClient) -> None:
+    assert (await client.get("/healthz")).status == 200
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    assert (await resp.json())["status"] == "ready"
+
+
+async def test_response_carries_request_id(client: TestClient, tenant: Tenant) -> None:
+    resp = await client.get(URL, headers={**tenant.headers, "X-Request-Id": "req-123"})
+    assert resp.headers["X-Request-Id"] == "req-123"
+    resp = await client.get(URL, headers=tenant.headers)
+    assert len(resp.headers["X-Request-Id"]) == 32
