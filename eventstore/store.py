@@ -158,3 +158,31 @@ async def stream_version(conn: asyncpg.Connection, tenant_id: uuid.UUID, stream_
         stream_id,
     )
     return int(version)
+
+
+# The events INSERT as a CTE, for writers that append and update their inline view in one
+# statement (one round trip, atomic without BEGIN/COMMIT). Parameters: $1 tenant_id, $2 stream_id,
+# $3 expected version, $4 types text[], $5 data jsonb[], $6 metadata jsonb; the stream type is
+# bound by the caller's SQL as a literal. A stale expected version hits the unique constraint
+# (translate with `translate_unique_violation`); callers read the expected version from their
+# view row, which is written in the same transactions as the log, so it is never ahead.
+def append_cte(stream_type: str) -> str:
+    assert stream_type.isidentifier()
+    return f"""ev AS (
+    INSERT INTO events (tenant_id, stream_type, stream_id, version, type, data, metadata)
+    SELECT $1, '{stream_type}', $2, $3 + e.ord, e.type, e.data, $6
+    FROM unnest($4::text[], $5::jsonb[]) WITH ORDINALITY AS e(type, data, ord)
+    RETURNING global_position
+)"""
+
+
+EVENTS_VERSION_CONSTRAINT = "events_tenant_id_stream_id_version_key"
+
+
+def translate_unique_violation(
+    error: asyncpg.UniqueViolationError, stream_id: uuid.UUID, expected: int
+) -> Exception:
+    """The typed error for a unique violation raised by an append statement."""
+    if error.constraint_name == EVENTS_VERSION_CONSTRAINT:
+        return WrongExpectedVersion(stream_id, expected)
+    return error

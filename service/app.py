@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from . import discovery
+from . import discovery, groups, users
 from .appkeys import DSN, POOL, SETTINGS
 from .config import Settings
 from .database import create_pool, pending_migrations
@@ -47,4 +47,6 @@ def create_app(settings: Settings, dsn: str) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     discovery.add_routes(app.router)
+    users.add_routes(app.router)
+    groups.add_routes(app.router)
     return app

@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     t_issue.add_argument("--label", required=True)
     t_issue.add_argument("--scope", choices=tenancy.SCOPES, default="scim")
     t_issue.set_defaults(run=cmd_token_issue)
+
+    # each area registers its own commands (service/cli_*.py)
+    from . import cli_users
+
+    cli_users.register(sub)
     return parser
 
 

@@ -118,7 +118,8 @@ def app(settings: Settings, dsn: str) -> web.Application:
 
 
 @pytest.fixture
-async def client(aiohttp_client, app: web.Application) -> TestClient:
+async def client(app: web.Application, aiohttp_client) -> TestClient:
+    # app (and so the database) first: aiohttp_client closes the app before the database drops
     return await aiohttp_client(app)
 
 
