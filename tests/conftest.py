@@ -147,3 +147,41 @@ async def make_tenant(
 @pytest.fixture
 async def tenant(pool: asyncpg.Pool) -> Tenant:
     return await make_tenant(pool, "acme")
+
+
+@dataclass
+class LiveServer:
+    """The real app on a real port, served from its own thread and event loop, so that
+    synchronous code (hypothesis-driven tests, external tools) can talk to it over HTTP."""
+
+    url: str
+    dsn: str
+
+
+@pytest.fixture
+def live_server(dsn: str, settings: Settings) -> Iterator[LiveServer]:
+    import socket
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(settings, dsn), access_log=None)
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, name="live-server", daemon=True)
+    thread.start()
+    assert started.wait(30), "live server did not start"
+    yield LiveServer(f"http://127.0.0.1:{port}", dsn)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(30)
