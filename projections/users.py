@@ -57,19 +57,6 @@ class UserRow:
     def display_name(self) -> str | None:
         return self.resource.get("displayName")
 
-    @property
-    def work_email(self) -> str | None:
-        return work_email(self.resource)
-
-
-def work_email(resource: dict[str, Any]) -> str | None:
-    """The email IdPs match on: type "work", else the primary one, else the first."""
-    emails = [e for e in resource.get("emails") or [] if isinstance(e, dict) and e.get("value")]
-    for choose in (lambda e: e.get("type") == "work", lambda e: e.get("primary") is True, lambda e: True):
-        for e in emails:
-            if choose(e):
-                return str(e["value"])
-    return None
 
 
 def apply(
@@ -106,13 +93,13 @@ def apply(
 _COLUMNS = "tenant_id, id, ordinal, resource, version, created, last_modified"
 
 _WRITE = f"""WITH {append_cte("user")}
-INSERT INTO users AS u (tenant_id, id, ordinal, user_name, external_id, display_name, work_email,
+INSERT INTO users AS u (tenant_id, id, ordinal, user_name, external_id, display_name,
                         active, resource, version, created, last_modified)
-SELECT $1, $2, (SELECT min(global_position) FROM ev), $7, $8, $9, $10, $11, $12,
+SELECT $1, $2, (SELECT min(global_position) FROM ev), $7, $8, $9, $10, $11,
        $3 + cardinality($4::text[]), now(), now()
 ON CONFLICT (tenant_id, id) DO UPDATE SET
     user_name = excluded.user_name, external_id = excluded.external_id,
-    display_name = excluded.display_name, work_email = excluded.work_email,
+    display_name = excluded.display_name,
     active = excluded.active, resource = excluded.resource, version = excluded.version,
     last_modified = excluded.last_modified
 RETURNING {_COLUMNS}"""
@@ -148,7 +135,7 @@ async def write(
             _WRITE,
             tenant_id, user_id, expected,
             [event_type(e) for e in events], [encode_event(e) for e in events], metadata,
-            row.user_name, row.external_id, row.display_name, row.work_email, row.active,
+            row.user_name, row.external_id, row.display_name, row.active,
             row.resource,
         )
     except asyncpg.UniqueViolationError as e:

@@ -53,6 +53,7 @@ USERS_TARGET = scim_filter.SqlTarget(
         )
     },
     constants={"meta.resourcetype": "User"},
+    value_indexes={"emails.value": "scim_email_values(u.resource)"},
 )
 
 
@@ -218,10 +219,9 @@ async def patch_user(request: web.Request) -> web.Response:
 
     def change(current: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         result = apply_patch(current, body, USER_RESOURCE)
-        new = result.resource
-        if "active" not in new:
-            new = {**new, "active": current.get("active", True)}
-        return new, result.password is not None
+        # a `remove` of `active` leaves it unassigned (RFC 7644 3.5.2.2); commands.update_user
+        # takes unassigned as active, the default of a create
+        return result.resource, result.password is not None
 
     return await _update(request, change)
 

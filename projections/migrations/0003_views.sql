@@ -8,7 +8,6 @@ CREATE TABLE users (
     user_name     text        NOT NULL,
     external_id   text,
     display_name  text,
-    work_email    text,                  -- the "work" email (else primary, else first)
     active        boolean     NOT NULL,
     resource      jsonb       NOT NULL,  -- stored SCIM resource: no id, meta, groups or password
     version       integer     NOT NULL,
@@ -20,7 +19,14 @@ CREATE TABLE users (
 CREATE UNIQUE INDEX users_user_name ON users (tenant_id, lower(user_name));
 CREATE INDEX users_external_id ON users (tenant_id, external_id);
 CREATE INDEX users_display_name ON users (tenant_id, lower(display_name));
-CREATE INDEX users_work_email ON users (tenant_id, lower(work_email));
+-- the email values IdPs match on (emails.value eq, emails[type eq "work" and value eq ...])
+CREATE FUNCTION scim_email_values(resource jsonb) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(array_agg(lower(e->>'value')) FILTER (WHERE e->>'value' IS NOT NULL), '{}')
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(resource->'emails') = 'array'
+                                   THEN resource->'emails' ELSE '[]'::jsonb END) AS e
+$$;
+CREATE INDEX users_email_values ON users USING gin (scim_email_values(resource));
 CREATE INDEX users_ordinal ON users (tenant_id, ordinal);
 CREATE INDEX users_active ON users (tenant_id) WHERE active;
 

@@ -820,6 +820,11 @@ class SqlTarget:
     # Attributes fixed per target, compared in Python; "meta.resourcetype" defaults to the
     # resource type's name.
     constants: dict[str, str] = field(default_factory=dict)
+    # lower-cased "attr.sub" of a multi-valued attribute -> an indexed SQL text[] expression of the
+    # lower-cased values of that sub-attribute (e.g. a GIN expression index over the emails):
+    # `eq` on it gets `<expr> @> ARRAY[lower($n)]` in front of the exact EXISTS, so the lookup
+    # IdPs make by email is an index probe, not a scan of the tenant.
+    value_indexes: dict[str, str] = field(default_factory=dict)
 
 
 _SQL_OPS = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -930,7 +935,8 @@ class _SqlBuilder:
                 slot = _JsonSlot(f"{alias}.v", sub.name, sub)
             else:
                 slot = _JsonSlot(f"{alias}.v", None, attribute)
-            return self.exists_element(array, alias, self.json_leaf(slot, str(path), expr))
+            exists = self.exists_element(array, alias, self.json_leaf(slot, str(path), expr))
+            return self.with_value_index(attribute, sub, expr, exists)
         if sub is not None:
             return self.json_leaf(_JsonSlot(f"{base}->{_key(attribute.name)}", sub.name, sub), str(path), expr)
         if attribute.type == "complex":
@@ -978,7 +984,23 @@ class _SqlBuilder:
                 raise InvalidFilter(f"unknown sub-attribute '{attribute.name}.{leaf.path.name}'")
             return self.json_leaf(_JsonSlot(f"{alias}.v", sub.name, sub), f"{attribute.name}.{sub.name}", leaf)
 
-        return self.exists_element(array, alias, self.expr(inner, element_leaf))
+        exists = self.exists_element(array, alias, self.expr(inner, element_leaf))
+        for conjunct in _conjuncts(inner):
+            if isinstance(conjunct, Compare) and conjunct.path.sub is None:
+                exists = self.with_value_index(attribute, attribute.sub(conjunct.path.name), conjunct, exists)
+        return exists
+
+    def with_value_index(self, attribute: Attribute, sub: Attribute | None, expr: Compare | Present, exists: str) -> str:
+        """Put an index probe in front of an EXISTS over a multi-valued attribute when the
+        comparison is a case-insensitive `eq` on an indexed sub-attribute (see SqlTarget)."""
+        if sub is None or not isinstance(expr, Compare) or expr.op != "eq" or not isinstance(expr.value, str):
+            return exists
+        if sub.case_exact:
+            return exists
+        index = self.target.value_indexes.get(f"{attribute.name}.{sub.name}".lower())
+        if index is None:
+            return exists
+        return f"({index} @> ARRAY[lower({self.param(expr.value)})]::text[] AND {exists})"
 
     # -- relations ------------------------------------------------------------------------------
     def relation_leaf(self, relation: Relation, attribute: Attribute, sub: Attribute | None, expr: Compare | Present) -> str:
@@ -1080,6 +1102,13 @@ class _SqlBuilder:
         else:
             raise InvalidFilter(f"'{where}' ({kind}) cannot be compared")
         return self.compare_typed(value, kind, where, expr.op, expr.value)
+
+
+def _conjuncts(expr: Expr) -> list[Expr]:
+    """The terms of a top-level AND chain (the expression itself if it is not an AND)."""
+    if isinstance(expr, And):
+        return _conjuncts(expr.left) + _conjuncts(expr.right)
+    return [expr]
 
 
 def to_sql(expr: Expr, target: SqlTarget, *, first_param: int = 1) -> tuple[str, list[Any]]:
