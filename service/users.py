@@ -84,9 +84,11 @@ async def _representation(
     row: users_view.UserRow,
     attributes: Any = None,
     excluded: Any = None,
+    *,
+    new: bool = False,
 ) -> dict[str, Any]:
     groups: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
-    if wants("groups", attributes, excluded, USER_RESOURCE):
+    if not new and wants("groups", attributes, excluded, USER_RESOURCE):
         groups = await users_view.groups_of(conn, row.tenant_id, [row.id])
     full = render(row, base_url(request), groups.get(row.id, []))
     return project(full, USER_RESOURCE, attributes=attributes, excluded=excluded)
@@ -106,7 +108,8 @@ async def _respond(
     conn: asyncpg.Connection, request: web.Request, row: users_view.UserRow, status: int = 200
 ) -> web.Response:
     attributes, excluded = _attribute_params(request)
-    body = await _representation(conn, request, row, attributes, excluded)
+    # a user just created is in no group yet: no need to ask
+    body = await _representation(conn, request, row, attributes, excluded, new=status == 201)
     headers = {"ETag": etag(row.version)}
     if status == 201:
         headers["Location"] = body.get("meta", {}).get("location") or f"{base_url(request)}/Users/{row.id}"
