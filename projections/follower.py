@@ -335,6 +335,8 @@ class FollowerRunner:
                 await self._follow(conn)
             except TRANSIENT_ERRORS as e:
                 log.warning("follower.connection_lost", projection=self.name, error=repr(e))
+            except Exception:  # a bug or a schema not migrated yet: say so, retry, never die
+                log.exception("follower.crashed", projection=self.name)
             finally:
                 self.active = False
                 await _close(conn)

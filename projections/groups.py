@@ -27,6 +27,7 @@ from eventstore.events import (
     event_type,
 )
 from eventstore.store import append_cte, translate_unique_violation
+from projections.paging import page
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,21 +186,14 @@ async def search(
     order_by: str = "g.ordinal",
     offset: int = 0,
     limit: int = 100,
+    after_ordinal: int | None = None,
 ) -> tuple[int, list[GroupRow]]:
-    params = params or []
-    n = len(params)
-    total = await conn.fetchval(
-        f"SELECT count(*) FROM groups g WHERE g.tenant_id = $1 AND ({where})", tenant_id, *params
+    """(total matching, one page of rows); see projections.paging.page."""
+    total, records = await page(
+        conn, table="groups", alias="g", columns=_COLUMNS, tenant_id=tenant_id, where=where,
+        params=params or [], order_by=order_by, offset=offset, limit=limit, after_ordinal=after_ordinal,
     )
-    if limit <= 0 or total == 0:
-        return int(total), []
-    records = await conn.fetch(
-        f"""SELECT {", ".join("g." + c.strip() for c in _COLUMNS.split(","))}
-            FROM groups g WHERE g.tenant_id = $1 AND ({where})
-            ORDER BY {order_by}, g.ordinal OFFSET ${n + 2} LIMIT ${n + 3}""",
-        tenant_id, *params, offset, limit,
-    )
-    return int(total), [_row(r) for r in records]
+    return total, [_row(r) for r in records]
 
 
 async def present_members(

@@ -25,6 +25,7 @@ from eventstore.events import (
     event_type,
 )
 from eventstore.store import WrongExpectedVersion, append_cte, translate_unique_violation
+from projections.paging import page
 
 
 class UserNameTaken(Exception):
@@ -188,23 +189,14 @@ async def search(
     order_by: str = "u.ordinal",
     offset: int = 0,
     limit: int = 100,
+    after_ordinal: int | None = None,
 ) -> tuple[int, list[UserRow]]:
-    """(total matching, one page of rows). `where` and `order_by` come from the filter
-    translator and the schema whitelist; values only ever travel as parameters ($2...)."""
-    params = params or []
-    n = len(params)
-    total = await conn.fetchval(
-        f"SELECT count(*) FROM users u WHERE u.tenant_id = $1 AND ({where})", tenant_id, *params
+    """(total matching, one page of rows); see projections.paging.page."""
+    total, records = await page(
+        conn, table="users", alias="u", columns=_COLUMNS, tenant_id=tenant_id, where=where,
+        params=params or [], order_by=order_by, offset=offset, limit=limit, after_ordinal=after_ordinal,
     )
-    if limit <= 0 or total == 0:
-        return int(total), []
-    records = await conn.fetch(
-        f"""SELECT {", ".join("u." + c.strip() for c in _COLUMNS.split(","))}
-            FROM users u WHERE u.tenant_id = $1 AND ({where})
-            ORDER BY {order_by}, u.ordinal OFFSET ${n + 2} LIMIT ${n + 3}""",
-        tenant_id, *params, offset, limit,
-    )
-    return int(total), [_row(r) for r in records]
+    return total, [_row(r) for r in records]
 
 
 async def groups_of(

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from . import discovery, groups, users
-from .appkeys import DSN, POOL, SETTINGS
+from . import audit_api, discovery, groups, metrics, users
+from .appkeys import DSN, PAGE_CURSORS, POOL, SETTINGS
 from .config import Settings
 from .database import create_pool, pending_migrations
+from .followers import followers_ctx, notify_followers
 from .middleware import authentication, errors, request_context
+from .paging import PageCursors
 from .wire import json_response
 
 
@@ -38,15 +40,20 @@ async def readyz(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings, dsn: str) -> web.Application:
     app = web.Application(
-        middlewares=[request_context, errors, authentication],
+        # metrics outermost: it sees the final status of every request, errors included
+        middlewares=[metrics.metrics_middleware, request_context, errors, authentication, notify_followers],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[DSN] = dsn
+    app[PAGE_CURSORS] = PageCursors()
     app.cleanup_ctx.append(_pool)
+    app.cleanup_ctx.append(followers_ctx)  # after the pool: stops before it closes
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    metrics.add_routes(app)
     discovery.add_routes(app.router)
     users.add_routes(app.router)
     groups.add_routes(app.router)
+    audit_api.add_routes(app.router)
     return app

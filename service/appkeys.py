@@ -6,10 +6,12 @@ import asyncpg
 from aiohttp import web
 
 from .config import Settings
+from .paging import PageCursors
 from .tenancy import Principal
 
 SETTINGS = web.AppKey("settings", Settings)
 DSN = web.AppKey("dsn", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
+PAGE_CURSORS = web.AppKey("page_cursors", PageCursors)
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

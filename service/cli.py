@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncpg
 
-from . import tenancy
 from .config import Settings
 from .database import create_pool, migrate, resolve_dsn
 from .logs import configure_logging
@@ -54,33 +53,6 @@ async def cmd_migrate(args: argparse.Namespace, conn: asyncpg.Connection) -> int
     return 0
 
 
-# --- tenants and tokens -----------------------------------------------------------------------
-
-async def cmd_tenant_create(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    try:
-        tenant_id = await tenancy.create_tenant(
-            conn, args.name, seats=args.seats, rate_limit=args.rate_limit
-        )
-    except tenancy.TenantExists:
-        err(f"a tenant named {args.name!r} already exists")
-        return 1
-    print(tenant_id)
-    return 0
-
-
-async def cmd_token_issue(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    try:
-        tenant_id = await tenancy.tenant_id_by_name(conn, args.tenant)
-    except tenancy.TenantNotFound:
-        err(f"no tenant {args.tenant!r}")
-        return 1
-    token_id, secret = await tenancy.issue_token(conn, tenant_id, args.label, args.scope)
-    err(f"token {token_id} ({args.scope}, label {args.label!r}) for tenant {args.tenant}; "
-        "the secret below is shown once")
-    print(secret)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scimledger", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,24 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database helpers").add_subparsers(dest="db", required=True)
     db.add_parser("dsn", help="print the DSN in use (for psql)").set_defaults(sync=cmd_db_dsn)
 
-    tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant", required=True)
-    t_create = tenant.add_parser("create", help="create a tenant; prints its id")
-    t_create.add_argument("name")
-    t_create.add_argument("--seats", type=int, default=None, help="active-user limit")
-    t_create.add_argument("--rate-limit", type=float, default=None, help="requests per second")
-    t_create.set_defaults(run=cmd_tenant_create)
-
-    token = sub.add_parser("token", help="manage bearer tokens").add_subparsers(dest="token", required=True)
-    t_issue = token.add_parser("issue", help="issue a token; prints the secret alone")
-    t_issue.add_argument("--tenant", required=True)
-    t_issue.add_argument("--label", required=True)
-    t_issue.add_argument("--scope", choices=tenancy.SCOPES, default="scim")
-    t_issue.set_defaults(run=cmd_token_issue)
-
     # each area registers its own commands (service/cli_*.py)
-    from . import cli_users
+    from . import cli_tenants, cli_users
 
+    cli_tenants.register(sub)
     cli_users.register(sub)
+    from . import cli_audit
+
+    cli_audit.register(sub)
+    from . import cli_projections
+
+    cli_projections.register(sub)
     return parser
 
 

@@ -37,21 +37,29 @@ def update_user(current: dict[str, Any], new: dict[str, Any], *, password_set: b
     A name change and active=false in one request give user.updated and user.deactivated
     together. A replacement that omits `active` keeps the current status: deactivation is an
     explicit act (active false), never a side effect of a missing attribute.
+
+    A PATCH `remove` of `active` (`active` in `current`, not in `new`) leaves the attribute
+    unassigned (RFC 7644 3.5.2.2), which this service provider defines as active, the default of
+    a create (RFC 7643 4.1.1 leaves the meaning of `active` to it).
     """
     was_active = bool(current.get("active", True))
-    now_active = bool(new.get("active", was_active))
+    unassigned = "active" in current and "active" not in new
+    now_active = True if unassigned else bool(new.get("active", was_active))
     before = {k: v for k, v in current.items() if k != "active"}
     after = {k: v for k, v in new.items() if k != "active"}
     changes = changed_fields(before, after)
-    events: list[Event] = []
-    if changes["set"] or changes["removed"] or password_set:
-        events.append(UserUpdated(set=changes["set"], removed=changes["removed"], password_set=password_set))
+    removed = changes["removed"] + (["active"] if unassigned else [])
+    updated: list[Event] = []
+    if changes["set"] or removed or password_set:
+        updated.append(UserUpdated(set=changes["set"], removed=removed, password_set=password_set))
+    status: list[Event] = []
     user_name = str(new.get("userName") or current.get("userName"))
     if was_active and not now_active:
-        events.append(UserDeactivated(user_name=user_name))
+        status.append(UserDeactivated(user_name=user_name))
     elif now_active and not was_active:
-        events.append(UserReactivated(user_name=user_name))
-    return events
+        status.append(UserReactivated(user_name=user_name))
+    # the fold must end with `active` unassigned when it was removed, so the status event first
+    return status + updated if unassigned else updated + status
 
 
 def delete_user(current: dict[str, Any], groups: list[str]) -> UserDeleted:

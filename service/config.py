@@ -32,6 +32,7 @@ class Settings:
     pool_max: int = 10
     token_rotation_grace_s: int = 24 * 3600
     log_json: bool | None = None  # None: JSON unless stdout is a TTY
+    run_followers: bool = True  # run the async projections (audit, seal) inside serve
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,4 +51,6 @@ class Settings:
             pool_max=_int("SCIMLEDGER_POOL_MAX", 10),
             token_rotation_grace_s=_int("SCIMLEDGER_TOKEN_GRACE_SECONDS", 24 * 3600),
             log_json=None if log_json is None else log_json.lower() in ("1", "true", "yes"),
+            run_followers=(os.environ.get("SCIMLEDGER_RUN_FOLLOWERS") or "true").lower()
+            in ("1", "true", "yes"),
         )

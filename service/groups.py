@@ -23,7 +23,7 @@ from projections import groups as groups_view
 
 from . import commands
 from .actor import request_metadata
-from .appkeys import POOL, PRINCIPAL, SETTINGS
+from .appkeys import PAGE_CURSORS, POOL, PRINCIPAL, SETTINGS
 from .discovery import base_url
 from .listing import ListQuery, list_response, parse_query, sort_sql
 from .membership import decide_members, ids_named, member_uuid, needs_full_list
@@ -69,11 +69,10 @@ def render(row: groups_view.GroupRow, base: str) -> dict[str, Any]:
     return out
 
 
-def member_json(member_id: uuid.UUID, display: str | None, base: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"value": str(member_id), "$ref": f"{base}/Users/{member_id}", "type": "User"}
-    if display is not None:
-        out["display"] = display
-    return out
+def member_json(member_id: uuid.UUID, base: str) -> dict[str, Any]:
+    """value, $ref and type: the sub-attributes of RFC 7643 8.7.1. No server-made `display`:
+    members' sub-attributes are immutable (RFC 7643 4.2), a user's live name is not."""
+    return {"value": str(member_id), "$ref": f"{base}/Users/{member_id}", "type": "User"}
 
 
 async def _pieces(
@@ -92,7 +91,7 @@ async def _pieces(
     yield head[:-1] + b',"members":['
     first = True
     async for batch in groups_view.members(conn, row.tenant_id, row.id):
-        elements = [member_json(r["member_id"], r["display"], base) for r in batch]
+        elements = [member_json(r["member_id"], base) for r in batch]
         reduced = project({"members": elements}, GROUP_RESOURCE, attributes=attributes, excluded=excluded)
         chunk = _encode(reduced.get("members", []))[1:-1]
         if chunk:
@@ -276,10 +275,15 @@ async def _list(request: web.Request, query: ListQuery) -> web.Response:
     order = sort_sql(query.sort_by, GROUPS_TARGET, query.descending) if query.sort_by else "g.ordinal"
     base = base_url(request)
     async with request.app[POOL].acquire() as conn:
+        cursors = request.app[PAGE_CURSORS]
+        walk = (principal.tenant_id, "groups_view", where, tuple(params)) if query.sort_by is None else None
+        after = cursors.after(walk, query.start_index) if walk else None
         total, rows = await groups_view.search(
             conn, principal.tenant_id, where=where, params=params, order_by=order,
-            offset=query.start_index - 1, limit=query.count,
+            offset=query.start_index - 1, limit=query.count, after_ordinal=after,
         )
+        if walk and rows:
+            cursors.remember(walk, query.start_index + len(rows), rows[-1].ordinal)
         resources: list[Any] = []
         with_members = wants("members", query.attributes, query.excluded, GROUP_RESOURCE)
         async with conn.transaction():

@@ -1,4 +1,5 @@
-"""Middleware, outermost first: request context + canonical log line, errors, authentication.
+"""Middleware, outermost first: request context + canonical log line, errors, authentication
+(which ends with the tenant's rate limit: a throttled request never reaches a handler).
 
 Errors are mapped to RFC 7644 section 3.12 bodies here and only here. A 500 never carries a
 traceback to the client; it is logged with the request id.
@@ -15,16 +16,18 @@ from aiohttp import web
 
 from eventstore.store import WrongExpectedVersion
 
-from .appkeys import POOL, PRINCIPAL, REQUEST_ID
+from .appkeys import POOL, PRINCIPAL, REQUEST_ID, SETTINGS
+from .ratelimit import Limit, limiter_for
 from .scim.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
     ScimError,
+    TooManyRequests,
     Unauthorized,
 )
-from .tenancy import authenticate
+from .tenancy import Principal, authenticate
 from .wire import scim_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -141,4 +144,20 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
         raise Forbidden(
             f"a token with scope {principal.scope!r} cannot reach {scope!r} endpoints"
         )
+    await rate_limit(request, principal)
     return await handler(request)
+
+
+async def rate_limit(request: web.Request, principal: Principal) -> None:
+    """The tenant's token bucket (service/ratelimit.py): over the limit, 429 with Retry-After
+    before any handler runs, so a throttled request changes nothing (RFC 6585 section 4)."""
+    rate = principal.rate_limit or request.app[SETTINGS].default_rate_limit
+    wait = await limiter_for(request.app).admit(
+        request.app[POOL], principal.tenant_id, Limit.of(rate)
+    )
+    if wait is not None:
+        raise TooManyRequests(
+            f"rate limit of {rate:g} requests per second for this tenant exceeded; "
+            f"retry after {wait} s",
+            headers={"Retry-After": str(wait)},
+        )

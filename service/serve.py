@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from types import FrameType
 
 import structlog
 from aiohttp import web
 
-from . import tenancy
+from . import metrics, tenancy
 from .app import create_app
 from .config import Settings
 from .database import create_pool, migrate, resolve_dsn
@@ -26,6 +30,7 @@ from .logs import configure_logging
 log = structlog.get_logger("scimledger.serve")
 BOOTSTRAP_LOCK = 0x5C1_B007
 DEFAULT_TENANT = "default"
+SHUTDOWN_TIMEOUT_S = 25.0  # in-flight requests get this long after SIGTERM (Kubernetes allows 30)
 
 
 async def bootstrap(dsn: str, settings: Settings) -> str | None:
@@ -63,9 +68,11 @@ def announce(settings: Settings, secret: str) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _run_worker(settings: Settings, dsn: str, reuse_port: bool) -> None:
+def _run_worker(settings: Settings, dsn: str, reuse_port: bool, parent: int | None = None) -> None:
     configure_logging(settings.log_json)
     app = create_app(settings, dsn)
+    if parent is not None:
+        app.on_startup.append(lambda app: _watch_parent(app, parent))
     web.run_app(
         app,
         host=settings.host,
@@ -73,11 +80,46 @@ def _run_worker(settings: Settings, dsn: str, reuse_port: bool) -> None:
         reuse_port=reuse_port or None,
         print=None,
         access_log=None,
-        shutdown_timeout=30,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
     )
 
 
+async def _watch_parent(app: web.Application, parent: int) -> None:
+    """A worker whose `serve` process is gone (SIGKILL) shuts itself down gracefully instead of
+    serving on as an orphan."""
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if os.getppid() != parent:
+                break
+        log.warning("serve.parent_gone", parent=parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    task = asyncio.create_task(watch(), name="watch-parent")
+
+    async def stop(app: web.Application) -> None:
+        task.cancel()
+
+    app.on_cleanup.append(stop)
+
+
+def _multiprocess_metrics_dir(settings: Settings) -> tuple[str, bool]:
+    """Where the workers keep their metric files: $PROMETHEUS_MULTIPROC_DIR if set, else a fresh
+    temporary directory (removed at exit). Returns (path, created here)."""
+    given = os.environ.get(metrics.MULTIPROC_ENV)
+    if given:
+        metrics.prepare_multiprocess_dir(given)
+        return given, False
+    return tempfile.mkdtemp(prefix="scimledger-metrics-"), True
+
+
 def serve(settings: Settings, *, workers: int = 1) -> int:
+    """Run the service until SIGTERM/SIGINT. One worker runs in this process; several are
+    spawned processes sharing the port (SO_REUSEPORT). On SIGTERM every worker stops accepting,
+    finishes its in-flight requests (up to SHUTDOWN_TIMEOUT_S), stops its followers and closes
+    its pool. If a worker dies on its own, the others are stopped and serve exits 1, so the
+    supervisor (systemd, Kubernetes) restarts the whole thing."""
     dsn = resolve_dsn(settings)
     secret = asyncio.run(bootstrap(dsn, settings))
     if secret:
@@ -85,29 +127,48 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     log.info("serve.start", host=settings.host, port=settings.port, workers=workers)
     if workers <= 1:
         _run_worker(settings, dsn, reuse_port=False)
+        log.info("serve.stopped", workers=1)
         return 0
 
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_run_worker, args=(settings, dsn, True), name=f"worker-{i}")
-        for i in range(workers)
-    ]
-    for p in procs:
-        p.start()
+    metrics_dir, created = _multiprocess_metrics_dir(settings)
+    os.environ[metrics.MULTIPROC_ENV] = metrics_dir  # inherited by the spawned workers
+    stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for p in procs:
-            if p.is_alive():
-                p.terminate()
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
 
+    procs: list[multiprocessing.process.BaseProcess] = []
+    # handlers first: a SIGTERM during start-up must not kill this process and orphan workers
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    exit_code = 0
-    for p in procs:
-        p.join()
-        exit_code = exit_code or (p.exitcode or 0)
+    ctx = multiprocessing.get_context("spawn")
+    failed = False
+    try:
+        for i in range(workers):
+            worker = ctx.Process(target=_run_worker, args=(settings, dsn, True, os.getpid()), name=f"worker-{i}")
+            worker.start()
+            procs.append(worker)
+        running = list(procs)
+        while running:
+            multiprocessing.connection.wait([p.sentinel for p in running])
+            for ended in [p for p in running if not p.is_alive()]:
+                ended.join()
+                running.remove(ended)
+                metrics.mark_worker_dead(ended.pid or 0)
+                if ended.exitcode not in (0, -signal.SIGTERM) or not stopping:
+                    log.error("serve.worker_exited", worker=ended.name, exit_code=ended.exitcode)
+                    failed = True
+                    if not stopping:
+                        forward(signal.SIGTERM, None)
+    finally:
+        if created:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     log.info("serve.stopped", workers=workers)
-    return 0 if exit_code in (0, -signal.SIGTERM) else 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

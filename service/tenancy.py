@@ -9,6 +9,7 @@ effect (the attacker never sees a partial match); we still compare the hashes wi
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import hmac
 import secrets
@@ -44,6 +45,52 @@ class TenantExists(Exception):
 
 class TokenNotFound(Exception):
     pass
+
+
+class TokenNotRotatable(Exception):
+    """The token is revoked, expired, or already rotated (rotate its successor instead)."""
+
+
+class Unchanged(enum.Enum):
+    """`update_tenant` leaves a setting as it is (None clears it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Unchanged.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSummary:
+    """A tenant as `tenant list` shows it."""
+
+    id: uuid.UUID
+    name: str
+    seats: int | None
+    active_users: int
+    rate_limit: float | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token as `token list` shows it: never the secret (nor its hash)."""
+
+    id: uuid.UUID
+    label: str
+    scope: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    replaced_by: uuid.UUID | None
+
+    def state(self, now: dt.datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None:
+            return "expired" if self.expires_at <= now else "rotated, grace"
+        return "active"
 
 
 def hash_secret(secret: str) -> bytes:
@@ -90,6 +137,76 @@ async def issue_token(
         tenant_id, token_id, label, scope, hash_secret(secret),
     )
     return token_id, secret
+
+
+async def list_tenants(conn: asyncpg.Connection) -> list[TenantSummary]:
+    rows = await conn.fetch(
+        """
+        SELECT t.id, t.name, t.seats, t.rate_limit, t.created_at,
+               (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.active) AS active_users
+        FROM tenants t ORDER BY t.name
+        """
+    )
+    return [
+        TenantSummary(r["id"], r["name"], r["seats"], int(r["active_users"]), r["rate_limit"], r["created_at"])
+        for r in rows
+    ]
+
+
+async def update_tenant(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    seats: int | Unchanged | None = KEEP,
+    rate_limit: float | Unchanged | None = KEEP,
+) -> None:
+    """Change a tenant's seat limit and/or rate limit; None clears a limit (no seat limit, the
+    default rate). Takes effect on the next request: every request reads the tenant row."""
+    sets: list[str] = []
+    params: list[object] = [tenant_id]
+    for column, value in (("seats", seats), ("rate_limit", rate_limit)):
+        if value is not KEEP:
+            params.append(value)
+            sets.append(f"{column} = ${len(params)}")
+    if not sets:
+        return
+    status = await conn.execute(f"UPDATE tenants SET {', '.join(sets)} WHERE id = $1", *params)
+    if status == "UPDATE 0":
+        raise TenantNotFound(str(tenant_id))
+
+
+async def list_tokens(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[TokenInfo]:
+    rows = await conn.fetch(
+        """
+        SELECT id, label, scope, created_at, last_used_at, revoked_at, expires_at, replaced_by
+        FROM tokens WHERE tenant_id = $1 ORDER BY created_at, id
+        """,
+        tenant_id,
+    )
+    return [TokenInfo(**dict(r)) for r in rows]
+
+
+async def rotate_token(
+    conn: asyncpg.Connection, token_id: uuid.UUID, grace: dt.timedelta
+) -> tuple[uuid.UUID, str]:
+    """A new secret with the same tenant, label and scope; the old one keeps working for `grace`
+    (time for the admin to paste the new secret into the IdP), then expires."""
+    async with conn.transaction():
+        old = await conn.fetchrow(
+            "SELECT tenant_id, label, scope, revoked_at, expires_at FROM tokens WHERE id = $1 FOR UPDATE",
+            token_id,
+        )
+        if old is None:
+            raise TokenNotFound(str(token_id))
+        if old["revoked_at"] is not None or old["expires_at"] is not None:
+            raise TokenNotRotatable(str(token_id))
+        new_id, secret = await issue_token(conn, old["tenant_id"], old["label"], old["scope"])
+        await conn.execute(
+            "UPDATE tokens SET expires_at = now() + $2::interval, replaced_by = $3 "
+            "WHERE tenant_id = $1 AND id = $4",
+            old["tenant_id"], grace, new_id, token_id,
+        )
+    return new_id, secret
 
 
 async def revoke_token(conn: asyncpg.Connection, token_id: uuid.UUID) -> None:

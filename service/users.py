@@ -18,7 +18,7 @@ from projections import users as users_view
 
 from . import commands
 from .actor import request_metadata
-from .appkeys import POOL, PRINCIPAL, SETTINGS
+from .appkeys import PAGE_CURSORS, POOL, PRINCIPAL, SETTINGS
 from .discovery import base_url
 from .listing import ListQuery, list_response, parse_query, sort_sql
 from .rendering import check_if_match, etag, meta, not_modified, parse_id
@@ -122,7 +122,7 @@ async def _check_seats(conn: asyncpg.Connection, principal: Principal) -> None:
     that have a limit, so unlimited tenants' writers never wait on each other."""
     assert principal.seats is not None
     await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('seats:' || $1::text, 0))", principal.tenant_id
+        "SELECT pg_advisory_xact_lock(hashtextextended('seats:' || $1::uuid::text, 0))", principal.tenant_id
     )
     active = await users_view.count_active(conn, principal.tenant_id)
     if active >= principal.seats:
@@ -255,10 +255,15 @@ async def _list(request: web.Request, query: ListQuery) -> web.Response:
         where, params = scim_filter.to_sql(query.filter, USERS_TARGET, first_param=2)
     order = sort_sql(query.sort_by, USERS_TARGET, query.descending) if query.sort_by else "u.ordinal"
     async with request.app[POOL].acquire() as conn:
+        cursors = request.app[PAGE_CURSORS]
+        walk = (principal.tenant_id, "users_view", where, tuple(params)) if query.sort_by is None else None
+        after = cursors.after(walk, query.start_index) if walk else None
         total, rows = await users_view.search(
             conn, principal.tenant_id, where=where, params=params, order_by=order,
-            offset=query.start_index - 1, limit=query.count,
+            offset=query.start_index - 1, limit=query.count, after_ordinal=after,
         )
+        if walk and rows:
+            cursors.remember(walk, query.start_index + len(rows), rows[-1].ordinal)
         groups: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
         if rows and wants("groups", query.attributes, query.excluded, USER_RESOURCE):
             groups = await users_view.groups_of(conn, principal.tenant_id, [r.id for r in rows])

@@ -52,6 +52,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         body = _decode(raw)
     except (msgspec.DecodeError, RecursionError) as e:
         raise InvalidSyntax(f"the request body is not valid JSON: {e}") from e
+    except UnicodeDecodeError as e:  # JSON text is UTF-8 (RFC 8259 section 8.1)
+        raise InvalidSyntax(f"the request body is not UTF-8: {e.reason} at byte {e.start}") from e
     if not isinstance(body, dict):
         raise InvalidValue("the request body must be a JSON object")
     return body

@@ -109,7 +109,9 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(log_json=True)
+    # tests of other behaviour send hundreds of requests a second; the rate limit has its own
+    # tests (tests/tenancy/test_ratelimit.py), which set the limits they exercise
+    return Settings(log_json=True, default_rate_limit=1_000_000.0)
 
 
 @pytest.fixture

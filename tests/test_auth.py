@@ -73,3 +73,22 @@ async def test_response_carries_request_id(client: TestClient, tenant: Tenant) -
     assert resp.headers["X-Request-Id"] == "req-123"
     resp = await client.get(URL, headers=tenant.headers)
     assert len(resp.headers["X-Request-Id"]) == 32
+
+
+async def test_scim_token_cannot_reach_audit_endpoints(client: TestClient, tenant: Tenant) -> None:
+    """Scopes (docs/tenancy.md): a provisioning token reads no audit log, whatever the route."""
+    for path in ("/audit/v1", "/audit/v1/events", "/audit/v1/anything"):
+        resp = await client.get(path, headers=tenant.headers)
+        assert resp.status == 403, path
+        body = await resp.json(content_type=None)
+        assert body["schemas"] == [ERROR] and body["status"] == "403" and "scope" in body["detail"]
+
+
+async def test_audit_token_reaches_audit_endpoints_only(client: TestClient, pool: asyncpg.Pool) -> None:
+    auditor = await make_tenant(pool, "audited", label="auditor", scope="audit")
+    for path in ("/scim/v2/Users", "/scim/v2/Groups"):
+        resp = await client.post(path, headers=auditor.headers, json={})
+        assert resp.status == 403, path
+    resp = await client.get("/audit/v1/events", headers=auditor.headers)
+    assert resp.status not in (401, 403)  # past authentication and scope (200, or 404 if no route)
+    assert (await client.get("/audit/v1/events")).status == 401

@@ -277,6 +277,9 @@ ENTERPRISE = Schema(
 )
 
 # RFC 7643 section 4.2 and 8.7.1. Members are Users only: nested groups are refused (docs/decisions.md).
+# Members carry the sub-attributes of 8.7.1 (value, $ref, type); a `display` sent by a client is
+# ignored like any unknown sub-attribute, and none is made up from the user's current name, since
+# members' sub-attributes are immutable (4.2).
 GROUP = Schema(
     id=CORE_GROUP,
     name="Group",
@@ -288,7 +291,6 @@ GROUP = Schema(
                _a("value", mutability="immutable", description="Identifier of the member of this Group."),
                _a("$ref", type="reference", reference_types=("User",), mutability="immutable",
                   description="The URI of the member resource."),
-               _a("display", mutability="readOnly", description="The member's displayName or userName."),
                _a("type", mutability="immutable", canonical_values=("User",),
                   description="The type of the member: 'User' (nested groups are not supported)."),
            )),

@@ -1,0 +1,69 @@
+"""The benchmark's tables, printed as Markdown so a run pastes straight into docs/benchmarks.md."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .load import PhaseResult
+
+# issue 8: ours / scim2-server in the same run
+RATIO_TARGETS = {
+    "create": 5.0,
+    "lookup userName eq": 5.0,
+    "PATCH deactivate": 5.0,
+    "GET by id": 5.0,
+    "list page of 100": 20.0,
+}
+# issue 8: absolute goals on the 2-core machine (req/s, p99 ms)
+ABSOLUTE_TARGETS = {"create": (1500.0, 50.0), "lookup userName eq": (3000.0, 50.0)}
+
+
+def phase_table(title: str, results: Sequence[PhaseResult], extra_rss: dict[str, float] | None = None) -> str:
+    lines = [
+        f"#### {title}",
+        "",
+        "| phase | requests | req/s | p50 ms | p99 ms | errors | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {r.requests} | {r.rate:,.0f} | {r.p50:.1f} | {r.p99:.1f} | {r.errors} | {r.peak_rss_mb:.0f} |"
+        )
+    for label, value in (extra_rss or {}).items():
+        lines.append(f"| {label} | | | | | | {value:.0f} |")
+    return "\n".join(lines)
+
+
+def ratio_table(ours_name: str, ours: Sequence[PhaseResult], peer: Sequence[PhaseResult]) -> str:
+    lines = [
+        f"#### {ours_name} / scim2-server",
+        "",
+        "| phase | ours req/s | peer req/s | ratio | target | met | ours p99 ms | peer p99 ms |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    by_name = {r.name: r for r in peer}
+    for r in ours:
+        p = by_name[r.name]
+        ratio = r.rate / p.rate if p.rate else float("inf")
+        target = RATIO_TARGETS.get(r.name)
+        met = "-" if target is None else ("yes" if ratio >= target else "no")
+        lines.append(
+            f"| {r.name} | {r.rate:,.0f} | {p.rate:,.0f} | {ratio:.1f}x | "
+            f"{'-' if target is None else f'{target:g}x'} | {met} | {r.p99:.1f} | {p.p99:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def absolute_table(name: str, ours: Sequence[PhaseResult]) -> str:
+    lines = [
+        f"#### Absolute goals, {name}",
+        "",
+        "| phase | goal | measured | met |",
+        "|---|---|---|---|",
+    ]
+    by_name = {r.name: r for r in ours}
+    for phase, (rate, p99) in ABSOLUTE_TARGETS.items():
+        r = by_name[phase]
+        met = "yes" if r.rate >= rate and r.p99 < p99 else "no"
+        lines.append(f"| {phase} | >= {rate:,.0f}/s, p99 < {p99:g} ms | {r.rate:,.0f}/s, p99 {r.p99:.1f} ms | {met} |")
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""`make bench`: the HTTP benchmark of issue 8, ours against scim2-server in the same run.
+
+Both servers get the same phases (tests/bench/phases.py) from an aiohttp client at concurrency 16
+on loopback: create, lookup by `userName eq`, PATCH deactivate, GET by id, list pages of 100,
+group member add. Ours runs `scimledger serve` on an embedded PostgreSQL with fsync on, once with
+one worker and once with two; the peer is scim2-server's own command (in memory). Client, servers
+and PostgreSQL share the machine. The tables print as Markdown (run with -s) for
+docs/benchmarks.md. The run fails only if a request gets an unexpected status (a benchmark of
+failing requests measures nothing); the targets are reported as met or not, never asserted.
+
+BENCH_REQUESTS (default 2000) sets the requests per phase, BENCH_LIST_REQUESTS (default 300) the
+list pages.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from importlib.metadata import version
+
+import pytest
+
+from .load import PhaseResult
+from .phases import run_phases
+from .report import absolute_table, phase_table, ratio_table
+from .servers import bench_tenant, embedded_database, ours, peer
+
+pytestmark = pytest.mark.bench
+
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "2000"))
+LIST_REQUESTS = int(os.environ.get("BENCH_LIST_REQUESTS", "300"))
+
+
+def check(results: list[PhaseResult], server: str) -> None:
+    for r in results:
+        assert r.errors == 0, f"{server} {r.name}: {r.errors} errors, first: {r.first_error}"
+
+
+async def test_http_benchmark_against_scim2_server() -> None:
+    """RFC 7644 3.3 (create), 3.4.2 (filter, paging), 3.5.2 (PATCH), 3.4.1 (GET) under load."""
+    run = f"b{int(time.time())}"
+    out: list[str] = []
+    load_before = os.getloadavg()
+    with embedded_database() as db:
+        fsync = await db.setting("fsync")
+        sync_commit = await db.setting("synchronous_commit")
+        pg_version = await db.setting("server_version")
+        assert fsync == "on" and sync_commit == "on", "ours must run durable"
+        ours_runs: dict[int, list[PhaseResult]] = {}
+        pg_peak: dict[int, float] = {}
+        for workers in (1, 2):
+            _, secret = await bench_tenant(db.dsn, f"{run}-w{workers}")
+            with ours(db, secret, workers=workers) as server:
+                pg_samples: list[float] = []
+
+                def rss(server=server, pg_samples=pg_samples) -> float:  # type: ignore[no-untyped-def]
+                    pg_samples.append(db.pss_mb())
+                    return server.rss_mb()
+
+                results = await run_phases(server, f"{run}-w{workers}", REQUESTS, LIST_REQUESTS, rss)
+            check(results, server.name)
+            ours_runs[workers] = results
+            pg_peak[workers] = max(pg_samples)
+        with peer() as server:
+            peer_results = await run_phases(server, run, REQUESTS, LIST_REQUESTS, server.rss_mb)
+        check(peer_results, "scim2-server")
+
+    def total_rate(results: list[PhaseResult]) -> float:
+        return sum(r.rate for r in results)
+
+    best = max(ours_runs, key=lambda w: total_rate(ours_runs[w]))
+    out.append(
+        f"versions: Python {platform.python_version()}, PostgreSQL {pg_version} (fsync={fsync}, "
+        f"synchronous_commit={sync_commit}), aiohttp {version('aiohttp')}, asyncpg {version('asyncpg')}, "
+        f"msgspec {version('msgspec')}, scim2-server {version('scim2-server')}; "
+        f"{REQUESTS} requests per phase ({LIST_REQUESTS} list pages), concurrency 16; "
+        f"load average (1 min) {load_before[0]:.2f} before the run, {os.getloadavg()[0]:.2f} after "
+        f"(the machine is shared: other work running at the same time lowers every figure)"
+    )
+    for workers, results in ours_runs.items():
+        out.append(phase_table(
+            f"scimledger serve --workers {workers}", results,
+            {f"PostgreSQL, peak PSS of all its processes (workers={workers})": pg_peak[workers]},
+        ))
+    out.append(phase_table("scim2-server (in memory)", peer_results))
+    out.append(f"headline: --workers {best} (the higher sum of req/s over the phases)")
+    out.append(ratio_table(f"scimledger --workers {best}", ours_runs[best], peer_results))
+    other = 2 if best == 1 else 1
+    out.append(ratio_table(f"scimledger --workers {other}", ours_runs[other], peer_results))
+    out.append(absolute_table(f"--workers {best}", ours_runs[best]))
+    print("\n\n" + "\n\n".join(out) + "\n")
