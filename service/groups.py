@@ -25,7 +25,7 @@ from . import commands
 from .actor import request_metadata
 from .appkeys import PAGE_CURSORS, POOL, PRINCIPAL, SETTINGS
 from .discovery import base_url
-from .listing import ListQuery, list_response, parse_query, sort_sql
+from .listing import ListQuery, list_response, parse_query, search_needs_post, sort_sql
 from .membership import decide_members, ids_named, member_uuid, needs_full_list
 from .rendering import check_if_match, etag, meta, not_modified, parse_id
 from .scim import filter as scim_filter
@@ -309,6 +309,7 @@ async def search_groups(request: web.Request) -> web.Response:
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(PREFIX, create_group)
     router.add_get(PREFIX, list_groups)
+    router.add_get(f"{PREFIX}/.search", search_needs_post)
     router.add_post(f"{PREFIX}/.search", search_groups)
     router.add_get(f"{PREFIX}/{{id}}", get_group)
     router.add_put(f"{PREFIX}/{{id}}", replace_group)

@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
 from .config import Settings
 from .scim import filter as scim_filter
-from .scim.errors import InvalidValue
+from .scim.errors import InvalidValue, ScimError
 from .scim.projection import AttrRef, parse_attribute_list
 from .scim.schema import LIST_RESPONSE, ResourceType
 
@@ -134,3 +136,10 @@ def list_response(resources: list[dict[str, Any]], total: int, start_index: int)
         "itemsPerPage": len(resources),
         "Resources": resources,
     }
+
+
+async def search_needs_post(request: web.Request) -> web.Response:
+    """`/.search` is POST only (RFC 7644 3.4.3); without this route a GET would be read as a
+    request for a resource whose id is ".search"."""
+    raise ScimError("/.search takes POST with a SearchRequest body (RFC 7644 3.4.3)", status=405,
+                    headers={"Allow": "POST"})

@@ -20,7 +20,7 @@ from . import commands
 from .actor import request_metadata
 from .appkeys import PAGE_CURSORS, POOL, PRINCIPAL, SETTINGS
 from .discovery import base_url
-from .listing import ListQuery, list_response, parse_query, sort_sql
+from .listing import ListQuery, list_response, parse_query, search_needs_post, sort_sql
 from .rendering import check_if_match, etag, meta, not_modified, parse_id
 from .scim import filter as scim_filter
 from .scim.errors import Forbidden, NotFound, ScimError, Uniqueness
@@ -289,6 +289,7 @@ async def search_users(request: web.Request) -> web.Response:
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(PREFIX, create_user)
     router.add_get(PREFIX, list_users)
+    router.add_get(f"{PREFIX}/.search", search_needs_post)
     router.add_post(f"{PREFIX}/.search", search_users)
     router.add_get(f"{PREFIX}/{{id}}", get_user)
     router.add_put(f"{PREFIX}/{{id}}", replace_user)

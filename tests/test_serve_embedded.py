@@ -13,6 +13,8 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -92,6 +94,15 @@ def test_first_serve_prints_url_and_token_and_survives_sigkill(tmp_path: Path) -
         status, _ = _get(f"http://127.0.0.1:{port}/scim/v2/ServiceProviderConfig", token)
         assert status == 200
         assert _postmaster_pid(data_dir) == pg_pid
+
+        # an absurdly long filter reaches the SCIM layer (not the HTTP parser's plain 400)
+        long_filter = urllib.parse.quote('userName eq "' + "x" * 20_000 + '"')
+        try:
+            _get(f"http://127.0.0.1:{port}/scim/v2/Users?filter={long_filter}", token)
+            raise AssertionError("a 20 kB filter was accepted")
+        except urllib.error.HTTPError as e:
+            assert e.code == 400
+            assert json.loads(e.read())["scimType"] == "invalidFilter"
     finally:
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=30)
