@@ -99,3 +99,14 @@ def event_type(event: Event) -> str:
 def decode_event(data: dict[str, Any]) -> AnyEvent:
     """A stored payload as its Struct (the place for upcasters when a payload changes shape)."""
     return msgspec.convert(data, type=AnyEvent)
+
+
+_decode_json = msgspec.json.Decoder(AnyEvent).decode
+
+
+def decode_event_json(raw: str | bytes) -> AnyEvent:
+    """`decode_event` straight from the stored JSON text: msgspec's typed decoder is about 20
+    times faster than decoding to dicts and converting, and bulk rebuilds decode every event.
+    An upcaster added to `decode_event` goes here too (tests/ops/test_rebuild.py checks both
+    agree on every event type)."""
+    return _decode_json(raw)

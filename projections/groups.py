@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -72,7 +72,8 @@ def apply(
         resource.update(event.set)
     elif not isinstance(event, GroupMembersAdded | GroupMembersRemoved):
         raise ValueError(f"not a group event: {event_type(event)}")
-    return replace(row, resource=resource, version=version, last_modified=recorded_at)
+    # direct construction: dataclasses.replace costs twice as much, and rebuilds fold every event
+    return GroupRow(row.tenant_id, row.id, row.ordinal, resource, version, row.created, recorded_at)
 
 
 def apply_members(members: set[str], event: AnyEvent | Event) -> set[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -88,7 +88,8 @@ def apply(
         return None
     else:
         raise ValueError(f"not a user event: {event_type(event)}")
-    return replace(row, resource=resource, version=version, last_modified=recorded_at)
+    # direct construction: dataclasses.replace costs twice as much, and rebuilds fold every event
+    return UserRow(row.tenant_id, row.id, row.ordinal, resource, version, row.created, recorded_at)
 
 
 _COLUMNS = "tenant_id, id, ordinal, resource, version, created, last_modified"

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from eventstore.events import EVENT_TYPES, decode_event
+from eventstore.events import EVENT_TYPES, decode_event, decode_event_json
 from projections import rebuild
 from projections.follower import load_checkpoint
 from service.followers import projections as follower_projections
@@ -179,7 +179,7 @@ def test_fold_decoder_agrees_with_decode_event() -> None:
     seen = set()
     for raw in samples:
         raw = raw.replace("__I__", "1").replace("__T__", "t").replace("__J__", "1")
-        assert rebuild.decode_event_json(raw) == decode_event(msgspec.json.decode(raw))
+        assert decode_event_json(raw) == decode_event(msgspec.json.decode(raw))
         seen.add(msgspec.json.decode(raw)["type"])
     assert seen == set(EVENT_TYPES)
 
