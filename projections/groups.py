@@ -188,11 +188,13 @@ async def search(
     offset: int = 0,
     limit: int = 100,
     after_ordinal: int | None = None,
+    known_total: int | None = None,
 ) -> tuple[int, list[GroupRow]]:
     """(total matching, one page of rows); see projections.paging.page."""
     total, records = await page(
         conn, table="groups", alias="g", columns=_COLUMNS, tenant_id=tenant_id, where=where,
         params=params or [], order_by=order_by, offset=offset, limit=limit, after_ordinal=after_ordinal,
+        known_total=known_total,
     )
     return total, [_row(r) for r in records]
 

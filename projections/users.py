@@ -173,6 +173,30 @@ async def get(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID
     return _row(record) if record else None
 
 
+Groups = list[tuple[uuid.UUID, str]]
+
+_GROUPS_OF_ROW = """(SELECT coalesce(jsonb_agg(jsonb_build_array(g.id, g.display_name)
+                                    ORDER BY g.display_name, g.id), '[]'::jsonb)
+    FROM group_members m JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+    WHERE m.tenant_id = u.tenant_id AND m.member_id = u.id)"""
+
+
+async def get_with_groups(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[UserRow, Groups] | None:
+    """The row and its groups (id, displayName) in one statement: a GET is one round trip."""
+    record = await conn.fetchrow(
+        f"""SELECT {", ".join("u." + c.strip() for c in _COLUMNS.split(","))}, {_GROUPS_OF_ROW} AS groups
+            FROM users u WHERE u.tenant_id = $1 AND u.id = $2""",
+        tenant_id, user_id,
+    )
+    if record is None:
+        return None
+    values = dict(record.items())
+    groups = [(uuid.UUID(gid), name) for gid, name in values.pop("groups")]
+    return UserRow(**values), groups
+
+
 async def get_by_user_name(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_name: str) -> UserRow | None:
     record = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM users WHERE tenant_id = $1 AND lower(user_name) = lower($2)",
@@ -191,11 +215,13 @@ async def search(
     offset: int = 0,
     limit: int = 100,
     after_ordinal: int | None = None,
+    known_total: int | None = None,
 ) -> tuple[int, list[UserRow]]:
     """(total matching, one page of rows); see projections.paging.page."""
     total, records = await page(
         conn, table="users", alias="u", columns=_COLUMNS, tenant_id=tenant_id, where=where,
         params=params or [], order_by=order_by, offset=offset, limit=limit, after_ordinal=after_ordinal,
+        known_total=known_total,
     )
     return total, [_row(r) for r in records]
 

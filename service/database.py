@@ -72,12 +72,24 @@ def resolve_dsn(settings: Settings) -> str:
     return settings.database_url or embedded_dsn(settings.data_dir)
 
 
+async def _release(conn: asyncpg.Connection) -> None:
+    """Connection reset on release to the pool. asyncpg's default runs a reset query (unlock
+    advisory locks, close cursors, UNLISTEN, RESET ALL) on every release, a round trip per
+    request. Pool connections here carry no session state: advisory locks are transaction-level
+    (seats), settings are SET LOCAL, cursors live inside transactions, and LISTEN and session
+    locks happen only on the followers' own connections. So only an open transaction (an
+    interrupted request) needs undoing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
+        reset=_release,
         # one stuck transaction must not stall every follower (docs/architecture.md)
         server_settings={"idle_in_transaction_session_timeout": "60000"},
     )

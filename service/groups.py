@@ -23,7 +23,8 @@ from projections import groups as groups_view
 
 from . import commands
 from .actor import request_metadata
-from .appkeys import PAGE_CURSORS, POOL, PRINCIPAL, SETTINGS
+from .appkeys import PAGE_CURSORS, PRINCIPAL, SETTINGS
+from .connection import connection
 from .discovery import base_url
 from .listing import ListQuery, list_response, parse_query, search_needs_post, sort_sql
 from .membership import decide_members, ids_named, member_uuid, needs_full_list
@@ -177,7 +178,7 @@ async def create_group(request: web.Request) -> web.StreamResponse:
     normalized = normalize(body, GROUP_RESOURCE)
     group_id = uuid.uuid4()
     metadata = request_metadata(request)
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         async with conn.transaction():
             events = commands.create_group(normalized.resource)
             events += await _member_events(conn, principal.tenant_id, None, _members_to_op(normalized.members, "add"))
@@ -198,7 +199,7 @@ async def _load(conn: asyncpg.Connection, request: web.Request, *, for_update: b
 
 
 async def get_group(request: web.Request) -> web.StreamResponse:
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         row = await _load(conn, request)
         if not_modified(request.headers.get("If-None-Match"), row.version):
             return web.Response(status=304, headers={"ETag": etag(row.version)})
@@ -213,7 +214,7 @@ async def replace_group(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     normalized = normalize(body, GROUP_RESOURCE)
     metadata = request_metadata(request)
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         async with conn.transaction():
             current = await _load(conn, request, for_update=True)
             check_if_match(request.headers.get("If-Match"), current.version)
@@ -232,7 +233,7 @@ async def patch_group(request: web.Request) -> web.StreamResponse:
     principal = request[PRINCIPAL]
     body = await read_json_object(request)
     metadata = request_metadata(request)
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         async with conn.transaction():
             current = await _load(conn, request, for_update=True)
             check_if_match(request.headers.get("If-Match"), current.version)
@@ -247,7 +248,7 @@ async def patch_group(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_group(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request) as conn, conn.transaction():
         current = await _load(conn, request, for_update=True)
         check_if_match(request.headers.get("If-Match"), current.version)
         await groups_view.delete(conn, current, commands.delete_group(current.resource), request_metadata(request))
@@ -274,16 +275,18 @@ async def _list(request: web.Request, query: ListQuery) -> web.Response:
         where, params = scim_filter.to_sql(query.filter, GROUPS_TARGET, first_param=2)
     order = sort_sql(query.sort_by, GROUPS_TARGET, query.descending) if query.sort_by else "g.ordinal"
     base = base_url(request)
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         cursors = request.app[PAGE_CURSORS]
         walk = (principal.tenant_id, "groups_view", where, tuple(params)) if query.sort_by is None else None
         after = cursors.after(walk, query.start_index) if walk else None
         total, rows = await groups_view.search(
             conn, principal.tenant_id, where=where, params=params, order_by=order,
-            offset=query.start_index - 1, limit=query.count, after_ordinal=after,
+            offset=query.start_index - 1, limit=query.count,
+            after_ordinal=after.last_ordinal if after else None,
+            known_total=after.total if after else None,
         )
         if walk and rows:
-            cursors.remember(walk, query.start_index + len(rows), rows[-1].ordinal)
+            cursors.remember(walk, query.start_index + len(rows), rows[-1].ordinal, total)
         resources: list[Any] = []
         with_members = wants("members", query.attributes, query.excluded, GROUP_RESOURCE)
         async with conn.transaction():

@@ -11,12 +11,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import structlog
 from aiohttp import web
 
 from eventstore.store import WrongExpectedVersion
 
-from .appkeys import POOL, PRINCIPAL, REQUEST_ID, SETTINGS
+from .appkeys import CONNECTION, POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from .ratelimit import Limit, limiter_for
 from .scim.errors import (
     Forbidden,
@@ -132,28 +133,33 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     kind, _, secret = header.partition(" ")
     if kind.lower() != "bearer" or not secret.strip():
         raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+    # one connection for the whole request (service/connection.py)
     async with request.app[POOL].acquire() as conn:
         principal = await authenticate(conn, secret.strip())
-    if principal is None:
-        raise Unauthorized("the bearer token is not valid (unknown, revoked or expired)")
-    request[PRINCIPAL] = principal
-    structlog.contextvars.bind_contextvars(
-        tenant=str(principal.tenant_id), token_label=principal.label
-    )
-    if principal.scope != scope:
-        raise Forbidden(
-            f"a token with scope {principal.scope!r} cannot reach {scope!r} endpoints"
+        if principal is None:
+            raise Unauthorized("the bearer token is not valid (unknown, revoked or expired)")
+        request[PRINCIPAL] = principal
+        structlog.contextvars.bind_contextvars(
+            tenant=str(principal.tenant_id), token_label=principal.label
         )
-    await rate_limit(request, principal)
-    return await handler(request)
+        if principal.scope != scope:
+            raise Forbidden(
+                f"a token with scope {principal.scope!r} cannot reach {scope!r} endpoints"
+            )
+        await rate_limit(request, principal, conn)
+        request[CONNECTION] = conn
+        try:
+            return await handler(request)
+        finally:
+            del request[CONNECTION]
 
 
-async def rate_limit(request: web.Request, principal: Principal) -> None:
+async def rate_limit(request: web.Request, principal: Principal, conn: asyncpg.Connection) -> None:
     """The tenant's token bucket (service/ratelimit.py): over the limit, 429 with Retry-After
     before any handler runs, so a throttled request changes nothing (RFC 6585 section 4)."""
     rate = principal.rate_limit or request.app[SETTINGS].default_rate_limit
     wait = await limiter_for(request.app).admit(
-        request.app[POOL], principal.tenant_id, Limit.of(rate)
+        conn, principal.tenant_id, Limit.of(rate)
     )
     if wait is not None:
         raise TooManyRequests(

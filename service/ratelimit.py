@@ -82,7 +82,7 @@ class RateLimiter:
     buckets: dict[uuid.UUID, LocalBucket] = field(default_factory=dict)
     leases: int = 0  # round trips to the shared bucket, for the docs' measurement
 
-    async def admit(self, pool: asyncpg.Pool, tenant_id: uuid.UUID, limit: Limit) -> int | None:
+    async def admit(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, limit: Limit) -> int | None:
         now = time.monotonic()
         bucket = self.buckets.setdefault(tenant_id, LocalBucket())
         if bucket.rate != limit.rate:  # `tenant update --rate-limit`: forget what the old rate said
@@ -91,11 +91,10 @@ class RateLimiter:
             return None
         if now < bucket.refused_until:
             return retry_after(bucket.refused_until - now)
-        async with pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT granted, wait_s FROM rate_lease($1, $2, $3, $4)",
-                tenant_id, limit.rate, limit.burst, limit.lease_size,
-            )
+        row = await conn.fetchrow(
+            "SELECT granted, wait_s FROM rate_lease($1, $2, $3, $4)",
+            tenant_id, limit.rate, limit.burst, limit.lease_size,
+        )
         self.leases += 1
         assert row is not None
         now = time.monotonic()

@@ -18,7 +18,8 @@ from projections import users as users_view
 
 from . import commands
 from .actor import request_metadata
-from .appkeys import PAGE_CURSORS, POOL, PRINCIPAL, SETTINGS
+from .appkeys import PAGE_CURSORS, PRINCIPAL, SETTINGS
+from .connection import connection
 from .discovery import base_url
 from .listing import ListQuery, list_response, parse_query, search_needs_post, sort_sql
 from .rendering import check_if_match, etag, meta, not_modified, parse_id
@@ -78,19 +79,14 @@ def render(row: users_view.UserRow, base: str, groups: list[tuple[uuid.UUID, str
     return out
 
 
-async def _representation(
-    conn: asyncpg.Connection,
+def _representation(
     request: web.Request,
     row: users_view.UserRow,
+    groups: users_view.Groups,
     attributes: Any = None,
     excluded: Any = None,
-    *,
-    new: bool = False,
 ) -> dict[str, Any]:
-    groups: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
-    if not new and wants("groups", attributes, excluded, USER_RESOURCE):
-        groups = await users_view.groups_of(conn, row.tenant_id, [row.id])
-    full = render(row, base_url(request), groups.get(row.id, []))
+    full = render(row, base_url(request), groups)
     return project(full, USER_RESOURCE, attributes=attributes, excluded=excluded)
 
 
@@ -104,12 +100,11 @@ def _attribute_params(request: web.Request) -> tuple[Any, Any]:
     )
 
 
-async def _respond(
-    conn: asyncpg.Connection, request: web.Request, row: users_view.UserRow, status: int = 200
+def _respond(
+    request: web.Request, row: users_view.UserRow, groups: users_view.Groups, status: int = 200
 ) -> web.Response:
     attributes, excluded = _attribute_params(request)
-    # a user just created is in no group yet: no need to ask
-    body = await _representation(conn, request, row, attributes, excluded, new=status == 201)
+    body = _representation(request, row, groups, attributes, excluded)
     headers = {"ETag": etag(row.version)}
     if status == 201:
         headers["Location"] = body.get("meta", {}).get("location") or f"{base_url(request)}/Users/{row.id}"
@@ -158,46 +153,47 @@ async def create_user(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     normalized = normalize(body, USER_RESOURCE)
     events = commands.create_user(normalized.resource, password_set=normalized.password is not None)
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         row = await write_user(conn, principal, uuid.uuid4(), None, events, request_metadata(request))
-        return await _respond(conn, request, row, status=201)
+    return _respond(request, row, [], status=201)  # a user just created is in no group
 
 
-async def _load(conn: asyncpg.Connection, request: web.Request) -> users_view.UserRow:
+async def _load(conn: asyncpg.Connection, request: web.Request) -> tuple[users_view.UserRow, users_view.Groups]:
+    """The user of the URL and its groups (one statement), or 404."""
     user_id = parse_id(request.match_info["id"])
-    row = await users_view.get(conn, request[PRINCIPAL].tenant_id, user_id) if user_id else None
-    if row is None:
+    found = await users_view.get_with_groups(conn, request[PRINCIPAL].tenant_id, user_id) if user_id else None
+    if found is None:
         raise NotFound(f"User {request.match_info['id']} not found")
-    return row
+    return found
 
 
 async def get_user(request: web.Request) -> web.StreamResponse:
-    async with request.app[POOL].acquire() as conn:
-        row = await _load(conn, request)
-        if not_modified(request.headers.get("If-None-Match"), row.version):
-            return web.Response(status=304, headers={"ETag": etag(row.version)})
-        return await _respond(conn, request, row)
+    async with connection(request) as conn:
+        row, groups = await _load(conn, request)
+    if not_modified(request.headers.get("If-None-Match"), row.version):
+        return web.Response(status=304, headers={"ETag": etag(row.version)})
+    return _respond(request, row, groups)
 
 
 async def _update(request: web.Request, change: Any) -> web.Response:
     """Shared by PUT and PATCH: `change(current resource) -> (new resource, password_set)`."""
     principal = request[PRINCIPAL]
     if_match = request.headers.get("If-Match")
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         for attempt in range(WRITE_RETRIES):
-            current = await _load(conn, request)
+            current, groups = await _load(conn, request)
             check_if_match(if_match, current.version)
             new, password_set = change(current.resource)
             events = commands.update_user(current.resource, new, password_set=password_set)
             if not events:
-                return await _respond(conn, request, current)
+                return _respond(request, current, groups)
             try:
                 row = await write_user(conn, principal, current.id, current, events, request_metadata(request))
             except WrongExpectedVersion:
                 if if_match is not None or attempt == WRITE_RETRIES - 1:
                     raise
                 continue
-            return await _respond(conn, request, row)
+            return _respond(request, row, groups)
     raise AssertionError("unreachable")
 
 
@@ -238,8 +234,8 @@ async def delete_user(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     if_match = request.headers.get("If-Match")
     metadata = request_metadata(request)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        current = await _load(conn, request)
+    async with connection(request) as conn, conn.transaction():
+        current, _ = await _load(conn, request)
         check_if_match(if_match, current.version)
         group_ids = await groups_service.remove_member_everywhere(conn, principal.tenant_id, current.id, metadata)
         event = commands.delete_user(current.resource, [str(g) for g in group_ids])
@@ -254,16 +250,18 @@ async def _list(request: web.Request, query: ListQuery) -> web.Response:
     if query.filter is not None:
         where, params = scim_filter.to_sql(query.filter, USERS_TARGET, first_param=2)
     order = sort_sql(query.sort_by, USERS_TARGET, query.descending) if query.sort_by else "u.ordinal"
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         cursors = request.app[PAGE_CURSORS]
         walk = (principal.tenant_id, "users_view", where, tuple(params)) if query.sort_by is None else None
         after = cursors.after(walk, query.start_index) if walk else None
         total, rows = await users_view.search(
             conn, principal.tenant_id, where=where, params=params, order_by=order,
-            offset=query.start_index - 1, limit=query.count, after_ordinal=after,
+            offset=query.start_index - 1, limit=query.count,
+            after_ordinal=after.last_ordinal if after else None,
+            known_total=after.total if after else None,
         )
         if walk and rows:
-            cursors.remember(walk, query.start_index + len(rows), rows[-1].ordinal)
+            cursors.remember(walk, query.start_index + len(rows), rows[-1].ordinal, total)
         groups: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
         if rows and wants("groups", query.attributes, query.excluded, USER_RESOURCE):
             groups = await users_view.groups_of(conn, principal.tenant_id, [r.id for r in rows])

@@ -45,10 +45,10 @@ async def test_a_filtered_walk_has_its_own_continuations(client: TestClient, ten
 
 def test_page_cursors_expire_and_stay_bounded() -> None:
     cursors = PageCursors(ttl=0.0, max_entries=2)
-    cursors.remember("q", 11, 100)
+    cursors.remember("q", 11, 100, 500)
     assert cursors.after("q", 11) is None  # expired at once
     cursors = PageCursors(ttl=60.0, max_entries=2)
     for n in (11, 21, 31):
-        cursors.remember("q", n, n * 10)
+        cursors.remember("q", n, n * 10, 500)
     assert cursors.after("q", 11) is None  # evicted, least recently used
-    assert cursors.after("q", 21) == 210 and cursors.after("q", 31) == 310
+    assert cursors.after("q", 21) == (210, 500) and cursors.after("q", 31) == (310, 500)

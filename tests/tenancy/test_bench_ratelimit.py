@@ -50,7 +50,7 @@ async def test_rate_limit_overhead_per_request(pool: asyncpg.Pool) -> None:
 
         async def admit(limiter: RateLimiter = limiter, tenant_id: uuid.UUID = tenant_id,
                         limit: Limit = limit) -> None:
-            assert await limiter.admit(pool, tenant_id, limit) is None
+            assert await limiter.admit(conn, tenant_id, limit) is None
 
         mean, median = await _per_call_us(admit)
         print(f"admit, lease {limit.lease_size:2d} tokens:   mean {mean:7.1f} us, median {median:5.1f} us, "
