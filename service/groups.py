@@ -23,10 +23,10 @@ from projections import groups as groups_view
 
 from . import commands
 from .actor import request_metadata
-from .appkeys import PAGE_CURSORS, PRINCIPAL, SETTINGS
+from .appkeys import PRINCIPAL, SETTINGS
 from .connection import connection
 from .discovery import base_url
-from .listing import ListQuery, list_response, parse_query, search_needs_post, sort_sql
+from .listing import ListQuery, find_page, list_response, parse_query, search_needs_post
 from .membership import decide_members, ids_named, member_uuid, needs_full_list
 from .rendering import check_if_match, etag, meta, not_modified, parse_id
 from .scim import filter as scim_filter
@@ -268,25 +268,9 @@ async def remove_member_everywhere(
 
 
 async def _list(request: web.Request, query: ListQuery) -> web.Response:
-    principal = request[PRINCIPAL]
-    where = "TRUE"
-    params: list[Any] = []
-    if query.filter is not None:
-        where, params = scim_filter.to_sql(query.filter, GROUPS_TARGET, first_param=2)
-    order = sort_sql(query.sort_by, GROUPS_TARGET, query.descending) if query.sort_by else "g.ordinal"
     base = base_url(request)
     async with connection(request) as conn:
-        cursors = request.app[PAGE_CURSORS]
-        walk = (principal.tenant_id, "groups_view", where, tuple(params)) if query.sort_by is None else None
-        after = cursors.after(walk, query.start_index) if walk else None
-        total, rows = await groups_view.search(
-            conn, principal.tenant_id, where=where, params=params, order_by=order,
-            offset=query.start_index - 1, limit=query.count,
-            after_ordinal=after.last_ordinal if after else None,
-            known_total=after.total if after else None,
-        )
-        if walk and rows:
-            cursors.remember(walk, query.start_index + len(rows), rows[-1].ordinal, total)
+        total, rows = await find_page(request, conn, query, GROUPS_TARGET, groups_view.search, "g.ordinal")
         resources: list[Any] = []
         with_members = wants("members", query.attributes, query.excluded, GROUP_RESOURCE)
         async with conn.transaction():

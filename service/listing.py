@@ -5,12 +5,15 @@ The same parsing serves GET query strings and POST /.search bodies.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import asyncpg
 from aiohttp import web
 
+from .appkeys import PAGE_CURSORS, PRINCIPAL
 from .config import Settings
 from .scim import filter as scim_filter
 from .scim.errors import InvalidValue, ScimError
@@ -126,6 +129,46 @@ def sort_sql(sort_by: str, target: scim_filter.SqlTarget, descending: bool) -> s
         text = f"({base}->>{scim_filter._key(attribute.name)})"
     expr = text if leaf.case_exact else f"lower({text})"
     return f"{expr} {direction} {nulls}"
+
+
+class ViewSearch(Protocol):
+    """projections.users.search / projections.groups.search."""
+
+    async def __call__(
+        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, *, where: str, params: list[Any],
+        order_by: str, offset: int, limit: int, after_ordinal: int | None, known_total: int | None,
+    ) -> tuple[int, list[Any]]: ...
+
+
+async def find_page(
+    request: web.Request,
+    conn: asyncpg.Connection,
+    query: ListQuery,
+    target: scim_filter.SqlTarget,
+    search: ViewSearch,
+    default_order: str,
+) -> tuple[int, list[Any]]:
+    """(totalResults, rows of the page) of a list or .search request: the filter translated
+    with the schema whitelist, the sort (`default_order`, the view's creation order, without
+    sortBy), and the continuation of startIndex walks (service/paging.py) in that order."""
+    tenant_id = request[PRINCIPAL].tenant_id
+    where = "TRUE"
+    params: list[Any] = []
+    if query.filter is not None:
+        where, params = scim_filter.to_sql(query.filter, target, first_param=2)
+    order = sort_sql(query.sort_by, target, query.descending) if query.sort_by else default_order
+    cursors = request.app[PAGE_CURSORS]
+    walk = (tenant_id, target.resource_type.id, where, tuple(params)) if query.sort_by is None else None
+    after = cursors.after(walk, query.start_index) if walk else None
+    total, rows = await search(
+        conn, tenant_id, where=where, params=params, order_by=order,
+        offset=query.start_index - 1, limit=query.count,
+        after_ordinal=after.last_ordinal if after else None,
+        known_total=after.total if after else None,
+    )
+    if walk and rows:
+        cursors.remember(walk, query.start_index + len(rows), rows[-1].ordinal, total)
+    return total, rows
 
 
 def list_response(resources: list[dict[str, Any]], total: int, start_index: int) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from projections import users as users_view
 
 from . import commands
 from .actor import request_metadata
-from .appkeys import PAGE_CURSORS, PRINCIPAL, SETTINGS
+from .appkeys import PRINCIPAL, SETTINGS
 from .connection import connection
 from .discovery import base_url
-from .listing import ListQuery, list_response, parse_query, search_needs_post, sort_sql
+from .listing import ListQuery, find_page, list_response, parse_query, search_needs_post
 from .rendering import check_if_match, etag, meta, not_modified, parse_id
 from .scim import filter as scim_filter
 from .scim.errors import Forbidden, NotFound, ScimError, Uniqueness
@@ -244,27 +244,11 @@ async def delete_user(request: web.Request) -> web.Response:
 
 
 async def _list(request: web.Request, query: ListQuery) -> web.Response:
-    principal = request[PRINCIPAL]
-    where = "TRUE"
-    params: list[Any] = []
-    if query.filter is not None:
-        where, params = scim_filter.to_sql(query.filter, USERS_TARGET, first_param=2)
-    order = sort_sql(query.sort_by, USERS_TARGET, query.descending) if query.sort_by else "u.ordinal"
     async with connection(request) as conn:
-        cursors = request.app[PAGE_CURSORS]
-        walk = (principal.tenant_id, "users_view", where, tuple(params)) if query.sort_by is None else None
-        after = cursors.after(walk, query.start_index) if walk else None
-        total, rows = await users_view.search(
-            conn, principal.tenant_id, where=where, params=params, order_by=order,
-            offset=query.start_index - 1, limit=query.count,
-            after_ordinal=after.last_ordinal if after else None,
-            known_total=after.total if after else None,
-        )
-        if walk and rows:
-            cursors.remember(walk, query.start_index + len(rows), rows[-1].ordinal, total)
-        groups: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
+        total, rows = await find_page(request, conn, query, USERS_TARGET, users_view.search, "u.ordinal")
+        groups: dict[uuid.UUID, users_view.Groups] = {}
         if rows and wants("groups", query.attributes, query.excluded, USER_RESOURCE):
-            groups = await users_view.groups_of(conn, principal.tenant_id, [r.id for r in rows])
+            groups = await users_view.groups_of(conn, request[PRINCIPAL].tenant_id, [r.id for r in rows])
     base = base_url(request)
     resources = [
         project(render(r, base, groups.get(r.id, [])), USER_RESOURCE,
