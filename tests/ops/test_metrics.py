@@ -1,0 +1,52 @@
+"""/metrics in one process (docs/operations.md, "Metrics"): the Prometheus text format, events
+counted from the log exactly once across scrapes, requests by route template, follower lag."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient
+
+from tests.audit.conftest import caught_up
+from tests.conftest import Tenant
+from tests.ops.test_serve_workers import metric
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+async def scrape(client: TestClient) -> str:
+    r = await client.get("/metrics")  # public, like the probes: no token
+    assert r.status == 200
+    assert r.headers["Content-Type"].startswith("text/plain; version=")
+    return await r.text()
+
+
+async def test_events_are_counted_once_across_scrapes(client: TestClient, tenant: Tenant, pool) -> None:
+    before = await scrape(client)
+    assert metric(before, "scimledger_events_total", type="user.created") == 0
+    r = await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": "m1@example.com"}, headers=tenant.headers)
+    user_id = (await r.json(content_type=None))["id"]
+    first = await scrape(client)
+    assert metric(first, "scimledger_events_total", type="user.created") == 1
+    await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": "m2@example.com"}, headers=tenant.headers)
+    r = await client.patch(f"/scim/v2/Users/{user_id}", json={
+        "schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False, "title": "x"}}]}, headers=tenant.headers)
+    assert r.status == 200
+    second = await scrape(client)
+    assert metric(second, "scimledger_events_total", type="user.created") == 2
+    assert metric(second, "scimledger_events_total", type="user.updated") == 1
+    assert metric(second, "scimledger_events_total", type="user.deactivated") == 1
+    third = await scrape(client)
+    assert metric(third, "scimledger_events_total", type="user.created") == 2  # not counted again
+
+    label = {"method": "PATCH", "route": "/scim/v2/Users/{id}", "status": "200"}
+    assert metric(second, "scimledger_http_requests_total", **label) == metric(before, "scimledger_http_requests_total", **label) + 1
+    unknown = {"method": "GET", "route": "unmatched", "status": "404"}
+    was = metric(third, "scimledger_http_requests_total", **unknown)
+    assert (await client.get("/no/such/path/123")).status == 404
+    assert metric(await scrape(client), "scimledger_http_requests_total", **unknown) == was + 1
+
+    await caught_up(pool, "audit", "seal")
+    lagless = await scrape(client)
+    assert metric(lagless, "scimledger_projection_lag_events", projection="audit") == 0
+    assert metric(lagless, "scimledger_projection_state", projection="audit", state="running") == 1
+    assert metric(lagless, "scimledger_db_pool_size") >= 1
