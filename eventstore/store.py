@@ -134,20 +134,21 @@ async def read_stream(
     return [_recorded(r) for r in rows]
 
 
+# ORDER BY names the table's columns: a bare `transaction_id` would be the output alias (the
+# bigint cast), which cannot use the (transaction_id, global_position) index, so every batch
+# would sort the whole rest of the log.
+READ_ALL = f"""SELECT {_COLUMNS} FROM events
+    WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY events.transaction_id, events.global_position
+    LIMIT $3"""
+
+
 async def read_all(
     conn: asyncpg.Connection, *, after: Checkpoint = BEGINNING, limit: int = 1000
 ) -> list[RecordedEvent]:
     """The next committed events of the whole log after `after`, gap-free (see module doc)."""
-    rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM events
-            WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-            ORDER BY transaction_id, global_position
-            LIMIT $3""",
-        str(after[0]),
-        after[1],
-        limit,
-    )
+    rows = await conn.fetch(READ_ALL, str(after[0]), after[1], limit)
     return [_recorded(r) for r in rows]
 
 

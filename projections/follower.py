@@ -354,13 +354,16 @@ class FollowerRunner:
                 await asyncio.sleep(self.lock_retry)
                 continue
             self.active = True
-            log.info("follower.active", projection=self.name)
+            announced = False
             try:
                 while True:
                     wake.clear()  # before reading: a NOTIFY during catch_up is not lost
                     self.state = await catch_up(conn, self.projection, batch_size=self.batch_size)
                     if self.state != RUNNING:
                         break
+                    if not announced:  # once per lock tenure (a failed one re-checks quietly)
+                        log.info("follower.active", projection=self.name)
+                        announced = True
                     try:
                         await asyncio.wait_for(wake.wait(), self.poll_interval)
                     except TimeoutError:

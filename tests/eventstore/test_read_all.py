@@ -96,3 +96,21 @@ async def test_an_open_transaction_holds_back_later_commits(pool: asyncpg.Pool) 
         await slow_tx.commit()
         events = await read_all(reader)
     assert [e.data["w"] for e in events] == ["slow", "fast"]
+
+
+async def test_read_all_walks_the_transaction_order_index_without_sorting(pool: asyncpg.Pool) -> None:
+    """A follower's batch costs its own size, not the rest of the log: the plan reads the
+    (transaction_id, global_position) index in order and never sorts."""
+    from eventstore.store import READ_ALL
+
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO events (tenant_id, stream_type, stream_id, version, type, data, metadata)
+               SELECT $1, 'user', gen_random_uuid(), 1, 'user.created', '{}', '{}'
+               FROM generate_series(1, 5000)""",
+            TENANT,
+        )
+        await conn.execute("ANALYZE events")
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {READ_ALL}", "0", 0, 100))
+    assert "events_transaction_order" in plan, plan
+    assert "Sort" not in plan, plan
