@@ -364,8 +364,11 @@ class FollowerRunner:
                     if not announced:  # once per lock tenure (a failed one re-checks quietly)
                         log.info("follower.active", projection=self.name)
                         announced = True
+                    # asyncio.timeout, not wait_for: on Python 3.11 a cancel that lands as the
+                    # wait times out is swallowed by wait_for, and the runner never stops
                     try:
-                        await asyncio.wait_for(wake.wait(), self.poll_interval)
+                        async with asyncio.timeout(self.poll_interval):
+                            await wake.wait()
                     except TimeoutError:
                         pass
             finally:
@@ -378,6 +381,10 @@ class FollowerRunner:
 
 async def _close(conn: asyncpg.Connection) -> None:
     try:
-        await asyncio.wait_for(conn.close(), 2)
-    except (Exception, asyncio.CancelledError):
+        async with asyncio.timeout(2):
+            await conn.close()
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise  # a stop request stays a stop request
+    except Exception:
         conn.terminate()

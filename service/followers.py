@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import structlog
@@ -112,6 +113,19 @@ async def followers_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(notifier.run(), name="commit-notifier")]
     tasks += [asyncio.create_task(r.run(), name=f"follower-{r.name}") for r in runners]
     yield
+    await stop_tasks(tasks)
+
+
+async def stop_tasks(tasks: list[asyncio.Task[Any]], *, patience: float = 5.0) -> None:
+    """Cancel and wait; cancel again whatever is still running, so one task that swallowed a
+    cancellation cannot hold a worker's shutdown forever."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=patience)
+        for task in pending:
+            log.warning("followers.stop_slow", task=task.get_name())
     for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("followers.stopped_with_error", task=task.get_name(), error=repr(task.exception()))

@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 from types import FrameType
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -73,6 +74,7 @@ def _run_worker(settings: Settings, dsn: str, reuse_port: bool, parent: int | No
     app = create_app(settings, dsn)
     if parent is not None:
         app.on_startup.append(lambda app: _watch_parent(app, parent))
+    app.on_startup.append(_dump_tasks_on_sigusr1)
     web.run_app(
         app,
         host=settings.host,
@@ -102,6 +104,27 @@ async def _watch_parent(app: web.Application, parent: int) -> None:
         task.cancel()
 
     app.on_cleanup.append(stop)
+
+
+async def _dump_tasks_on_sigusr1(app: web.Application) -> None:
+    """`kill -USR1 <worker pid>` logs the stack of every asyncio task of that worker: what a
+    stuck worker is waiting for, without stopping it."""
+
+    def awaited(task: asyncio.Task[Any]) -> list[str]:
+        frames: list[str] = []
+        coro: Any = task.get_coro()
+        while coro is not None:  # follow the chain of awaits down to where the task waits
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is not None:
+                frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        return frames
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            log.warning("serve.task", name=task.get_name(), stack=awaited(task))
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
 
 
 def _multiprocess_metrics_dir(settings: Settings) -> tuple[str, bool]:
