@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import operator
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -283,14 +284,6 @@ async def prepare_shadow(conn: asyncpg.Connection, table: str, *, schema: str | 
     return shadow
 
 
-async def build_indexes(conn: asyncpg.Connection, shadow: ShadowTable) -> None:
-    """The live table's indexes (primary key included) on the shadow, then ANALYZE."""
-    for index in shadow.indexes:
-        for statement in index_sql(index, shadow.shadow, _shadow_name(index.name)):
-            await conn.execute(statement)
-    await conn.execute(f"ANALYZE {shadow.shadow}")
-
-
 async def _drop_shadows(conn: asyncpg.Connection, shadows: Iterable[ShadowTable]) -> None:
     for s in shadows:
         await conn.execute(f"DROP TABLE IF EXISTS {s.shadow}")
@@ -327,6 +320,26 @@ class BinaryJsonb:
     async def __aexit__(self, *exc: object) -> None:
         await self.conn.reset_type_codec("jsonb", schema="pg_catalog")
         await init_connection(self.conn)
+
+
+INDEX_BUILDS_AT_ONCE = 3
+INDEX_BUILD_MEMORY = "256MB"
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """The bulk fold allocates millions of small objects (rows, dicts, tuples), none of them in
+    reference cycles: with the cyclic collector running, its passes over the growing heap cost
+    more than the fold itself. Reference counting still frees everything; the collector runs once
+    at the end."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
 
 
 # --- reading the log -------------------------------------------------------------------------
@@ -409,6 +422,10 @@ class InlineRebuild:
 
     async def bulk_load(self) -> None:
         """Step 1: every event visible in one snapshot, folded and COPYed into the shadows."""
+        with _cyclic_gc_paused():
+            await self._bulk_load()
+
+    async def _bulk_load(self) -> None:
         user_record = self._user_record() if USERS in self.shadows else None
         group_record = self._group_record() if GROUPS in self.shadows else None
         with_members = GROUP_MEMBERS in self.shadows
@@ -486,17 +503,26 @@ class InlineRebuild:
                         buffers[GROUP_MEMBERS].extend(member_records(group.tenant_id, group.id, members))
 
     async def build_indexes(self, *, all_indexes: bool = True) -> None:
-        """Step 2, one connection per table so the index builds run side by side."""
-        async def one(shadow: ShadowTable) -> None:
+        """Step 2: the indexes built side by side, each on its own connection (a few at a time:
+        two cores), with room in maintenance_work_mem so each sort stays in memory."""
+        side_by_side = asyncio.Semaphore(INDEX_BUILDS_AT_ONCE)
+
+        async def one(shadow: ShadowTable, index: IndexDef) -> None:
+            async with side_by_side, self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+                for statement in index_sql(index, shadow.shadow, _shadow_name(index.name)):
+                    await conn.execute(statement)
+
+        async def analyze(shadow: ShadowTable) -> None:
             async with self.pool.acquire() as conn:
-                if all_indexes:
-                    await build_indexes(conn, shadow)
-                else:  # verify only needs the key lookups of the catch-up
-                    key = shadow.indexes[0]
-                    for statement in index_sql(key, shadow.shadow, _shadow_name(key.name)):
-                        await conn.execute(statement)
+                await conn.execute(f"ANALYZE {shadow.shadow}")
+
         started = time.perf_counter()
-        await asyncio.gather(*(one(s) for s in self.shadows.values()))
+        # verify only needs the key of each table, for the catch-up's lookups
+        builds = [(s, i) for s in self.shadows.values() for i in (s.indexes if all_indexes else s.indexes[:1])]
+        await asyncio.gather(*(one(s, i) for s, i in builds))
+        if all_indexes:
+            await asyncio.gather(*(analyze(s) for s in self.shadows.values()))
         log.info("rebuild.indexed", views=list(self.views), seconds=round(time.perf_counter() - started, 2))
 
     async def apply_delta(self, conn: asyncpg.Connection, since: str) -> int:
