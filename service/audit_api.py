@@ -30,7 +30,8 @@ from multidict import MultiMapping
 from eventstore.events import EVENT_TYPES
 from projections import audit, seal
 
-from .appkeys import POOL, PRINCIPAL
+from .appkeys import PRINCIPAL
+from .connection import connection
 from .discovery import base_url
 from .groups import render as render_group
 from .rendering import parse_id
@@ -169,7 +170,7 @@ def jsonl_lines(entries: list[audit.AuditEntry]) -> bytes:
 
 async def list_events(request: web.Request) -> web.Response:
     query = parse_search(single_values(request.query, SEARCH_PARAMS))
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         entries = await audit.search(
             conn, request[PRINCIPAL].tenant_id, replace(query, limit=query.limit + 1)
         )
@@ -197,7 +198,7 @@ async def export_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     if fmt == "csv":
         await response.write(csv_lines([], header=True))
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         async for page in audit.walk(conn, tenant_id, query):
             await response.write(csv_lines(page) if fmt == "csv" else jsonl_lines(page))
     await response.write_eof()
@@ -217,7 +218,7 @@ async def _history(request: web.Request, kind: str) -> web.Response:
     limit = parse_limit(values.get("limit"), MAX_LIMIT)
     target_id = _target_id(request, kind)
     tenant_id = request[PRINCIPAL].tenant_id
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         if await audit.target_type(conn, tenant_id, target_id) != kind:
             raise NotFound(f"{kind.capitalize()} {target_id} not found")
         entries = await audit.history(conn, tenant_id, target_id, after=after, limit=limit + 1)
@@ -258,7 +259,7 @@ async def user_state(request: web.Request) -> web.Response:
     moment = _as_of(request)
     user_id = _target_id(request, "user")
     tenant_id = request[PRINCIPAL].tenant_id
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         if await audit.stream_type(conn, tenant_id, user_id) != "user":
             raise NotFound(f"User {user_id} not found")
         row = await audit.user_as_of(conn, tenant_id, user_id, moment)
@@ -272,7 +273,7 @@ async def group_state(request: web.Request) -> web.Response:
     moment = _as_of(request)
     group_id = _target_id(request, "group")
     tenant_id = request[PRINCIPAL].tenant_id
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         if await audit.stream_type(conn, tenant_id, group_id) != "group":
             raise NotFound(f"Group {group_id} not found")
         found = await audit.group_as_of(conn, tenant_id, group_id, moment)
@@ -284,7 +285,7 @@ async def group_state(request: web.Request) -> web.Response:
 async def verify(request: web.Request) -> web.Response:
     """The state of the tenant's seal chain, recomputed from its events now."""
     single_values(request.query, frozenset())
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request) as conn:
         report = await seal.verify(conn, request[PRINCIPAL].tenant_id)
     return json_response(report.to_json())
 
