@@ -168,6 +168,29 @@ def _reduce_one(attribute: Attribute, value: Any, only: set[str] | None, drop: s
     return out
 
 
+def _project_into(
+    out: dict[str, Any],
+    key: str,
+    value: Any,
+    schema_urn: str | None,
+    attribute: Attribute | None,
+    attributes: Sequence[AttrRef] | None,
+    excluded: Sequence[AttrRef] | None,
+) -> None:
+    """Put what the attribute lists keep of one attribute into `out`. A key the schema does not
+    know is kept only when no `attributes` list narrows the response."""
+    if attribute is None:
+        if not attributes:
+            out[key] = value
+        return
+    shown, only, drop = _selected(schema_urn, attribute, attributes, excluded)
+    if not shown:
+        return
+    reduced = _reduce(attribute, value, only, drop)
+    if reduced is not None:
+        out[key] = reduced
+
+
 def _project_schema(
     container: dict[str, Any],
     schema_urn: str | None,
@@ -177,17 +200,7 @@ def _project_schema(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in container.items():
-        attribute = lookup(key)
-        if attribute is None:
-            if not attributes:
-                out[key] = value
-            continue
-        shown, only, drop = _selected(schema_urn, attribute, attributes, excluded)
-        if not shown:
-            continue
-        reduced = _reduce(attribute, value, only, drop)
-        if reduced is not None:
-            out[key] = reduced
+        _project_into(out, key, value, schema_urn, lookup(key), attributes, excluded)
     return out
 
 
@@ -211,15 +224,5 @@ def project(
                 if inner:
                     out[key] = inner
             continue
-        attribute = resource_type.top_level(key)
-        if attribute is None:
-            if not attributes:
-                out[key] = value
-            continue
-        shown, only, drop = _selected(None, attribute, attributes, excluded)
-        if not shown:
-            continue
-        reduced = _reduce(attribute, value, only, drop)
-        if reduced is not None:
-            out[key] = reduced
+        _project_into(out, key, value, None, resource_type.top_level(key), attributes, excluded)
     return out
