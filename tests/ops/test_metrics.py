@@ -22,11 +22,11 @@ async def scrape(client: TestClient) -> str:
     return await r.text()
 
 
-async def scrape_until(client: TestClient, expected: dict[str, int], timeout: float = 10.0) -> str:
+async def scrape_until(client: TestClient, expected: dict[str, int], patience_s: float = 10.0) -> str:
     """Scrape until the event counts reach `expected`. Events are counted below the snapshot's
     xmin (each exactly once), so a transaction still open elsewhere (a follower's batch) can hold
     a count back for a few milliseconds: the metric is eventually exact, never over."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + patience_s
     while True:
         text = await scrape(client)
         counts = {t: metric(text, "scimledger_events_total", type=t) for t in expected}
