@@ -33,6 +33,7 @@ from projections import audit, seal
 from .appkeys import PRINCIPAL
 from .connection import connection
 from .discovery import base_url
+from .groups import member_json
 from .groups import render as render_group
 from .rendering import parse_id
 from .scim.errors import InvalidValue, NotFound
@@ -248,9 +249,7 @@ def user_as_of_json(row: Any, base: str) -> dict[str, Any]:
 
 def group_as_of_json(row: Any, members: set[str], base: str) -> dict[str, Any]:
     body = render_group(row, base)
-    body["members"] = [
-        {"value": m, "$ref": f"{base}/Users/{m}", "type": "User"} for m in sorted(members)
-    ]
+    body["members"] = [member_json(m, base) for m in sorted(members)]
     return body
 
 

@@ -70,7 +70,7 @@ def render(row: groups_view.GroupRow, base: str) -> dict[str, Any]:
     return out
 
 
-def member_json(member_id: uuid.UUID, base: str) -> dict[str, Any]:
+def member_json(member_id: uuid.UUID | str, base: str) -> dict[str, Any]:
     """value, $ref and type: the sub-attributes of RFC 7643 8.7.1. No server-made `display`:
     members' sub-attributes are immutable (RFC 7643 4.2), a user's live name is not."""
     return {"value": str(member_id), "$ref": f"{base}/Users/{member_id}", "type": "User"}
