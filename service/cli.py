@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from . import tenancy
 from .config import Settings
 from .database import create_pool, migrate, resolve_dsn
 from .logs import configure_logging
@@ -32,7 +33,11 @@ async def _with_connection(dsn: str, command: Command, args: argparse.Namespace)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
-            return await command(args, conn)
+            try:
+                return await command(args, conn)
+            except tenancy.TenantNotFound as e:  # any command's --tenant NAME that names nothing
+                err(f"no tenant {e.args[0]!r}")
+                return 1
     finally:
         await pool.close()
 

@@ -33,14 +33,11 @@ from .audit_api import (
     parse_search,
     user_as_of_json,
 )
+from .cli import err
 from .config import Settings
 from .scim.errors import ScimError
 
 _encode = msgspec.json.Encoder().encode
-
-
-def err(*parts: Any) -> None:
-    print(*parts, file=sys.stderr)
 
 
 async def _tenant(conn: asyncpg.Connection, name: str) -> uuid.UUID | None:

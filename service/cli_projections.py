@@ -26,13 +26,10 @@ from projections.rebuild import (
     verify_inline,
 )
 
+from .cli import err
 from .config import Settings
 from .database import create_pool, migrate, resolve_dsn
 from .followers import projections as follower_projections
-
-
-def err(*parts: Any) -> None:
-    print(*parts, file=sys.stderr)
 
 
 @dataclass(frozen=True, slots=True)

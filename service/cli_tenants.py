@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
 import uuid
 from typing import Any
 
 import asyncpg
 
 from . import tenancy
+from .cli import err
 from .config import Settings
-
-
-def err(*parts: Any) -> None:
-    print(*parts, file=sys.stderr)
 
 
 def seats_arg(raw: str) -> int | None:
@@ -88,12 +84,8 @@ async def cmd_tenant_update(args: argparse.Namespace, conn: asyncpg.Connection) 
     if args.seats is tenancy.KEEP and args.rate_limit is tenancy.KEEP:
         err("nothing to change: give --seats and/or --rate-limit")
         return 2
-    try:
-        tenant_id = await tenancy.tenant_id_by_name(conn, args.name)
-        await tenancy.update_tenant(conn, tenant_id, seats=args.seats, rate_limit=args.rate_limit)
-    except tenancy.TenantNotFound:
-        err(f"no tenant {args.name!r}")
-        return 1
+    tenant_id = await tenancy.tenant_id_by_name(conn, args.name)
+    await tenancy.update_tenant(conn, tenant_id, seats=args.seats, rate_limit=args.rate_limit)
     changes = []
     if args.seats is not tenancy.KEEP:
         changes.append(f"seats {'unlimited' if args.seats is None else args.seats}")
@@ -106,11 +98,7 @@ async def cmd_tenant_update(args: argparse.Namespace, conn: asyncpg.Connection) 
 # --- tokens -----------------------------------------------------------------------------------
 
 async def cmd_token_issue(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    try:
-        tenant_id = await tenancy.tenant_id_by_name(conn, args.tenant)
-    except tenancy.TenantNotFound:
-        err(f"no tenant {args.tenant!r}")
-        return 1
+    tenant_id = await tenancy.tenant_id_by_name(conn, args.tenant)
     token_id, secret = await tenancy.issue_token(conn, tenant_id, args.label, args.scope)
     err(f"token {token_id} ({args.scope}, label {args.label!r}) for tenant {args.tenant}; "
         "the secret below is shown once")
@@ -119,11 +107,7 @@ async def cmd_token_issue(args: argparse.Namespace, conn: asyncpg.Connection) ->
 
 
 async def cmd_token_list(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    try:
-        tenant_id = await tenancy.tenant_id_by_name(conn, args.tenant)
-    except tenancy.TenantNotFound:
-        err(f"no tenant {args.tenant!r}")
-        return 1
+    tenant_id = await tenancy.tenant_id_by_name(conn, args.tenant)
     now = await conn.fetchval("SELECT now()")
     print(f"{'id':36}  {'label':16}  {'scope':5}  {'created':20}  {'last used':20}  state")
     for t in await tenancy.list_tokens(conn, tenant_id):

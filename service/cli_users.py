@@ -8,7 +8,6 @@ the operating-system user as the actor, so GET /Users shows them and the audit t
 from __future__ import annotations
 
 import argparse
-import sys
 import uuid
 from typing import Any
 
@@ -18,14 +17,11 @@ from projections import users as users_view
 
 from . import commands, tenancy
 from .actor import cli_metadata
+from .cli import err
 from .scim.errors import ScimError
 from .scim.resource import normalize
 from .scim.schema import CORE_USER, USER_RESOURCE
 from .users import write_user
-
-
-def err(*parts: Any) -> None:
-    print(*parts, file=sys.stderr)
 
 
 async def _principal(conn: asyncpg.Connection, tenant: str) -> tenancy.Principal:

@@ -56,3 +56,7 @@ async def test_user_create_duplicate_and_unknown_user_fail_cleanly(tenant: Tenan
     assert again.returncode == 1 and again.stdout == "" and "already taken" in again.stderr
     missing = await asyncio.to_thread(cli, "user", "deactivate", "--tenant", tenant.name, "nobody", env=env, check=False)
     assert missing.returncode == 1 and "no user" in missing.stderr
+    for command in (("user", "list"), ("user", "create", "x@example.com")):
+        nowhere = await asyncio.to_thread(cli, *command[:2], "--tenant", "nope", *command[2:], env=env, check=False)
+        assert nowhere.returncode == 1 and nowhere.stdout == ""
+        assert "no tenant 'nope'" in nowhere.stderr and "Traceback" not in nowhere.stderr
