@@ -17,6 +17,7 @@ from eventstore.store import WrongExpectedVersion
 from projections import users as users_view
 
 from . import commands
+from . import groups as groups_service
 from .actor import request_metadata
 from .appkeys import PRINCIPAL, SETTINGS
 from .connection import connection
@@ -229,8 +230,6 @@ async def delete_user(request: web.Request) -> web.Response:
     """DELETE (RFC 7644 3.6): a soft delete. The user leaves SCIM (404 afterwards, its userName
     is free again) and every group (group.members_removed with reason user.deleted on each group
     stream), and its whole history stays in the log."""
-    from . import groups as groups_service  # the group side of a deletion
-
     principal = request[PRINCIPAL]
     if_match = request.headers.get("If-Match")
     metadata = request_metadata(request)
