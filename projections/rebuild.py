@@ -6,7 +6,7 @@ like this:
 1. Bulk: in one read-only REPEATABLE READ transaction (snapshot S0; read-only, so it takes no
    transaction id and holds back no follower), stream every user/group event through a
    server-side cursor in (tenant_id, stream_id, version) order, fold each stream with the same
-   pure `apply` functions the write path uses (projections.users.apply, projections.groups.apply
+   pure `apply` functions the write path uses (projections.views.users.apply, projections.views.groups.apply
    and apply_members), and COPY the resulting rows into fresh shadow tables without indexes,
    on other connections while the cursor keeps reading.
 2. Index: build the live tables' indexes and constraints on the shadows (after the load, which
@@ -53,13 +53,12 @@ import msgspec
 import structlog
 
 from eventstore.codecs import init_connection
-from eventstore.events import GroupMembersAdded, GroupMembersRemoved, decode_event_json
 from eventstore.store import BEGINNING, Checkpoint, read_all
-
-from . import follower
-from . import groups as groups_view
-from . import users as users_view
-from .follower import Projection
+from projections.domain.events import GroupMembersAdded, GroupMembersRemoved, decode_event_json
+from projections.followers import runner as follower
+from projections.followers.runner import Projection
+from projections.views import groups as groups_view
+from projections.views import users as users_view
 
 log = structlog.get_logger("scimledger.rebuild")
 
@@ -95,7 +94,7 @@ class StreamEvent(NamedTuple):
 
 
 def fold_user(row: users_view.UserRow | None, events: Iterable[StreamEvent]) -> users_view.UserRow | None:
-    """The users-view row after `events` (None: deleted), by projections.users.apply."""
+    """The users-view row after `events` (None: deleted), by projections.views.users.apply."""
     for e in events:
         row = users_view.apply(
             row, decode_event_json(e.data), tenant_id=e.tenant_id, stream_id=e.stream_id,
@@ -107,7 +106,7 @@ def fold_user(row: users_view.UserRow | None, events: Iterable[StreamEvent]) -> 
 def fold_group(
     row: groups_view.GroupRow | None, members: set[str], events: Iterable[StreamEvent]
 ) -> tuple[groups_view.GroupRow | None, set[str]]:
-    """The groups-view row and the member ids after `events`, by projections.groups.apply and
+    """The groups-view row and the member ids after `events`, by projections.views.groups.apply and
     apply_members."""
     for e in events:
         event = decode_event_json(e.data)

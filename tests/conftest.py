@@ -24,10 +24,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service import tenancy
-from service.app import create_app
-from service.config import Settings
-from service.database import create_pool, embedded_dsn, migrate
+from service.app import tenancy
+from service.http.app import create_app
+from service.runtime.config import Settings
+from service.runtime.database import create_pool, embedded_dsn, migrate
 
 SCIM = "application/scim+json"
 

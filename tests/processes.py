@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-SCIMLEDGER = [sys.executable, "-m", "service.cli"]
+SCIMLEDGER = [sys.executable, "-m", "service.cli.main"]
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service import tenancy
+from service.app import tenancy
 from tests.conftest import Tenant, make_tenant
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"

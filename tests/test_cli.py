@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from service import tenancy
+from service.app import tenancy
 from tests.processes import cli, env_for
 
 

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 
 from eventstore.migrate import migration_files
-from service.database import MIGRATION_PACKAGES, migrate, pending_migrations
+from service.runtime.database import MIGRATION_PACKAGES, migrate, pending_migrations
 from tests.conftest import PostgresServer, with_database
 
 

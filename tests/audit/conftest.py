@@ -8,8 +8,8 @@ import uuid
 
 import asyncpg
 
-from projections import follower
-from service import tenancy
+from projections.followers import runner as follower
+from service.app import tenancy
 from tests.conftest import SCIM
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

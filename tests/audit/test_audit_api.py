@@ -10,7 +10,7 @@ import json
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from service.audit_api import decode_cursor, encode_cursor
+from service.http.audit import decode_cursor, encode_cursor
 from tests.audit.conftest import ERROR, GROUP, caught_up, deactivate_okta, new_user, token_headers
 from tests.conftest import make_tenant
 
@@ -159,7 +159,7 @@ async def test_an_auditor_of_one_tenant_sees_nothing_of_another(client: TestClie
 async def test_writes_wake_the_followers_through_the_commit_notifier(client: TestClient, pool: asyncpg.Pool) -> None:
     """A successful SCIM write pokes the debounced NOTIFY (service/followers.py); the audit row
     is there well under a second later (issue 6: lag well under a second at rest)."""
-    from service.followers import COMMIT_NOTIFIER
+    from service.runtime.followers import COMMIT_NOTIFIER
 
     acme = await make_tenant(pool, "acme")
     await caught_up(pool, "audit")

@@ -8,7 +8,7 @@ import json
 
 import asyncpg
 
-from projections import follower
+from projections.followers import runner as follower
 from tests.processes import cli, env_for
 
 

@@ -15,12 +15,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from eventstore.codecs import init_connection
-from eventstore.events import UserCreated, UserUpdated, encode_event
 from eventstore.store import NewEvent, RecordedEvent, append
-from projections import follower
-from projections.audit import AuditProjection
-from projections.seal import SealProjection
-from service.followers import CommitNotifier, follower_connector
+from projections.domain.events import UserCreated, UserUpdated, encode_event
+from projections.followers import runner as follower
+from projections.followers.audit import AuditProjection
+from projections.followers.seal import SealProjection
+from service.runtime.followers import CommitNotifier, follower_connector
 from tests.conftest import Tenant
 
 CLI_ACTOR = {"actor": {"kind": "cli", "label": "cli"}}

@@ -10,7 +10,8 @@ import uuid
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from projections import follower, seal
+from projections.followers import runner as follower
+from projections.followers import seal
 from tests.audit.conftest import caught_up, deactivate_okta, new_user, token_headers
 from tests.conftest import Tenant, make_tenant
 from tests.processes import cli, env_for
@@ -125,8 +126,8 @@ async def test_verify_names_a_removed_seal_row_and_reports_unsealed_events_apart
     pool: asyncpg.Pool, tenant: Tenant
 ) -> None:
     """Events the follower has not sealed yet are reported as unsealed, not as a break."""
-    from eventstore.events import UserCreated, encode_event
     from eventstore.store import NewEvent, append
+    from projections.domain.events import UserCreated, encode_event
 
     async with pool.acquire() as conn:
         for i in range(3):

@@ -14,8 +14,8 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from .load import Call, PhaseResult, run_phase
-from .servers import Server
+from tests.bench.load import Call, PhaseResult, run_phase
+from tests.bench.servers import Server
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .load import PhaseResult
+from tests.bench.load import PhaseResult
 
 # issue 8: ours / scim2-server in the same run
 RATIO_TARGETS = {

@@ -21,11 +21,10 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from service import tenancy
-from service.database import embedded_dsn, migrate
+from service.app import tenancy
+from service.runtime.database import embedded_dsn, migrate
+from tests.bench.load import tree_rss_mb
 from tests.processes import SCIMLEDGER, env_for, free_port, wait_http
-
-from .load import tree_rss_mb
 
 PEER_TOKEN = "bench-peer-token"
 

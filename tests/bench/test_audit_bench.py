@@ -22,10 +22,11 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from projections import follower, seal
-from projections.audit import AuditProjection
-from projections.seal import SealProjection
-from service.config import Settings
+from projections.followers import runner as follower
+from projections.followers import seal
+from projections.followers.audit import AuditProjection
+from projections.followers.seal import SealProjection
+from service.runtime.config import Settings
 from tests.audit.conftest import caught_up, new_user
 from tests.conftest import make_tenant
 
@@ -149,7 +150,7 @@ async def test_audit_queries_over_a_million_events(client: TestClient, pool: asy
 
 async def test_follower_lag_at_rest(pool: asyncpg.Pool, dsn: str, aiohttp_client) -> None:
     """From a write's response to its audit row, one write at a time on an idle service."""
-    from service.app import create_app
+    from service.http.app import create_app
 
     client = await aiohttp_client(create_app(Settings(log_json=True, default_rate_limit=1_000_000.0), dsn))
     tenant = await make_tenant(pool, "rest")

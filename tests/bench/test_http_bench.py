@@ -21,10 +21,10 @@ from importlib.metadata import version
 
 import pytest
 
-from .load import PhaseResult
-from .phases import run_phases
-from .report import absolute_table, phase_table, ratio_table
-from .servers import bench_tenant, embedded_database, ours, peer
+from tests.bench.load import PhaseResult
+from tests.bench.phases import run_phases
+from tests.bench.report import absolute_table, phase_table, ratio_table
+from tests.bench.servers import bench_tenant, embedded_database, ours, peer
 
 pytestmark = pytest.mark.bench
 

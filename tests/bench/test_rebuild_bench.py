@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from projections.rebuild import INLINE_VIEWS, rebuild_inline, verify_inline
-from service import tenancy
+from service.app import tenancy
 from tests.ops.bulk_log import seed_log
 
 pytestmark = pytest.mark.bench

@@ -28,12 +28,11 @@ import aiohttp
 import psutil
 import pytest
 
-from service.database import create_pool
+from service.runtime.database import create_pool
+from tests.bench.phases import GROUP, PATCH_OP, okta_user
+from tests.bench.seeding import seed_members, seed_users
+from tests.bench.servers import Database, Server, _stop, bench_tenant, embedded_database
 from tests.processes import SCIMLEDGER, env_for, free_port, wait_http
-
-from .phases import GROUP, PATCH_OP, okta_user
-from .seeding import seed_members, seed_users
-from .servers import Database, Server, _stop, bench_tenant, embedded_database
 
 pytestmark = pytest.mark.bench
 

@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 from aiohttp import web
 
-from service.app import create_app
-from service.config import Settings
+from service.http.app import create_app
+from service.runtime.config import Settings
 from tests.conftest import Tenant
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

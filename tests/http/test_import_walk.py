@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from service.paging import PageCursors
+from service.app.paging import PageCursors
 from tests.conftest import Tenant
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

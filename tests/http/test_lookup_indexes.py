@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from service.http.users import USERS_TARGET
 from service.scim.filter import parse_filter, to_sql
-from service.users import USERS_TARGET
 from tests.conftest import Tenant
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

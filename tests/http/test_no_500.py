@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import tenancy
+from service.app import tenancy
 from tests.conftest import LiveServer
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"

@@ -10,7 +10,7 @@ import uuid
 import asyncpg
 import msgspec
 
-from eventstore.events import (
+from projections.domain.events import (
     GroupCreated,
     GroupMembersAdded,
     GroupMembersRemoved,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.config import Settings
+from service.runtime.config import Settings
 
 
 @pytest.fixture

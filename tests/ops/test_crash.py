@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from service.database import create_pool
+from service.runtime.database import create_pool
 from tests.audit.conftest import caught_up
 from tests.ops.write_load import Acknowledged, create_groups, writer
 from tests.processes import SCIMLEDGER, cli, env_for, free_port, wait_http

@@ -13,10 +13,10 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from eventstore.events import EVENT_TYPES, decode_event, decode_event_json
 from projections import rebuild
-from projections.follower import load_checkpoint
-from service.followers import projections as follower_projections
+from projections.domain.events import EVENT_TYPES, decode_event, decode_event_json
+from projections.followers.runner import load_checkpoint
+from service.runtime.followers import projections as follower_projections
 from tests.audit.conftest import caught_up
 from tests.conftest import Tenant
 from tests.ops.bulk_log import GROUP_CREATED, MEMBERS_ADDED, MEMBERS_REMOVED, USER_EVENTS
@@ -169,7 +169,7 @@ async def test_follower_rebuild_during_writes_then_verify_is_clean(
 
 
 def test_fold_decoder_agrees_with_decode_event() -> None:
-    """The rebuild's JSON decoder gives what eventstore.events.decode_event gives, for every
+    """The rebuild's JSON decoder gives what projections.domain.events.decode_event gives, for every
     event type of the vocabulary (so an upcaster cannot be added to one and not the other)."""
     samples = [*USER_EVENTS, GROUP_CREATED, MEMBERS_ADDED.replace("__M__", '["a"]'),
                MEMBERS_REMOVED.replace("__M__", '["a"]'),

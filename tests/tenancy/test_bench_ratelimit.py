@@ -15,7 +15,7 @@ import uuid
 import asyncpg
 import pytest
 
-from service.ratelimit import Limit, RateLimiter
+from service.app.ratelimit import Limit, RateLimiter
 
 N = 3000
 

@@ -12,7 +12,7 @@ import uuid
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from service import tenancy
+from service.app import tenancy
 from tests.conftest import make_tenant
 from tests.processes import cli, env_for
 
@@ -112,6 +112,6 @@ async def test_a_token_is_rotated_once(pool: asyncpg.Pool) -> None:
 
 def test_grace_period_default_is_a_day() -> None:
     """Time for an admin to paste the new secret into Okta or Entra (docs/tenancy.md)."""
-    from service.config import Settings
+    from service.runtime.config import Settings
 
     assert Settings().token_rotation_grace_s == 24 * 3600

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.config import Settings
+from service.runtime.config import Settings
 from service.scim import schema
 from tests.conftest import Tenant
 

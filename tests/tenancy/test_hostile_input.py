@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from service.config import Settings
+from service.runtime.config import Settings
 from tests.conftest import Tenant
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"

@@ -18,10 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from service import ratelimit, tenancy
-from service.app import create_app
-from service.config import Settings
-from service.ratelimit import Limit, LocalBucket, RateLimiter, retry_after
+from service.app import ratelimit, tenancy
+from service.app.ratelimit import Limit, LocalBucket, RateLimiter, retry_after
+from service.http.app import create_app
+from service.runtime.config import Settings
 from tests.conftest import Tenant, make_tenant
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"

@@ -1,0 +1,81 @@
+"""decide for membership changes: PATCH member operations -> (added, removed), pure.
+
+Operations apply in order over a local view of only the ids they name, so adding or removing a
+few members of a huge group never loads the whole list; `replace` and `remove_all` are the only
+operations that need it (they are about the whole list by definition).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from service.scim.errors import InvalidValue
+from service.scim.patch import MemberOp
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    added: list[uuid.UUID]
+    removed: list[uuid.UUID]
+
+
+def member_uuid(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError as e:
+        raise InvalidValue(f"member {raw!r} is not a known User id") from e
+
+
+def ids_named(ops: Iterable[MemberOp]) -> set[uuid.UUID]:
+    """Every id the operations name, parsed; removing an id that is not a UUID is a no-op."""
+    out: set[uuid.UUID] = set()
+    for op in ops:
+        for raw in op.values:
+            if op.kind in ("add", "replace"):
+                out.add(member_uuid(raw))
+            else:
+                try:
+                    out.add(uuid.UUID(str(raw)))
+                except ValueError:
+                    continue
+    return out
+
+
+def needs_full_list(ops: Iterable[MemberOp]) -> bool:
+    return any(op.kind in ("replace", "remove_all") for op in ops)
+
+
+def decide_members(
+    ops: list[MemberOp],
+    present: set[uuid.UUID],
+    full: set[uuid.UUID] | None = None,
+) -> MemberChange:
+    """Net additions and removals. `present` holds which of the named ids are members now;
+    `full` is the whole member list, required when `needs_full_list(ops)`."""
+    if needs_full_list(ops) and full is None:
+        raise ValueError("replace / remove_all need the full member list")
+    original_full = full if needs_full_list(ops) else None
+    state: dict[uuid.UUID, bool] = {}  # named id -> member after the operations so far
+    for op in ops:
+        if op.kind == "add":
+            for raw in op.values:
+                state[member_uuid(raw)] = True
+        elif op.kind == "remove":
+            for raw in op.values:
+                try:
+                    state[uuid.UUID(str(raw))] = False
+                except ValueError:
+                    continue
+        elif op.kind in ("replace", "remove_all"):
+            assert original_full is not None
+            keep = {member_uuid(raw) for raw in op.values} if op.kind == "replace" else set()
+            for member in original_full | set(state):
+                state[member] = member in keep
+            for member in keep:
+                state[member] = True
+    before = original_full if original_full is not None else present
+    added = sorted(m for m, now in state.items() if now and m not in before)
+    removed = sorted(m for m, now in state.items() if not now and m in before)
+    return MemberChange(added=added, removed=removed)

@@ -1,0 +1,214 @@
+"""Tamper evidence: a hash chain over each tenant's events, in log order.
+
+The "seal" follower takes each tenant's events in the order it reads the log ((transaction id,
+position), gap-free) and stores, per tenant, seq n = 1, 2, 3 ... with
+
+    hash_n = SHA-256(hash_{n-1} || canonical bytes of event n),   hash_0 = 32 zero bytes
+
+where the canonical bytes are the JSON array [position, tenant id, stream id, version, type,
+data, metadata, recorded_at] with object keys sorted and recorded_at in UTC to the microsecond.
+Writers are not involved: the chain is built after the fact by the one active follower, so the
+append path takes no lock and stays unserialised.
+
+`verify` recomputes the chain from the events and compares. Because hash_n covers everything
+before it, any change after sealing breaks the chain at the first changed event: an edited
+event (hash differs), a deleted one (the sealed position has no event), a reordered one (moved
+to another position: the old position is missing or holds other bytes), a removed seal row (a
+hole in seq), an event slipped in behind the follower's checkpoint (present, never sealed). It
+holds even against someone who bypassed the append-only triggers. What it cannot see alone: a
+rewrite of the events AND a consistent recomputation of the whole seal table by someone with
+write access to both, or the removal of the newest events with their seals. Against those, keep
+the head hash (`verify` reports it) somewhere the database's writers cannot reach and compare.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+
+from eventstore.store import RecordedEvent
+from projections.followers.runner import load_checkpoint
+
+NAME = "seal"
+GENESIS = bytes(32)
+_CANONICAL = msgspec.json.Encoder(order="sorted").encode
+
+
+def canonical_bytes(event: RecordedEvent) -> bytes:
+    return _CANONICAL([
+        event.global_position,
+        str(event.tenant_id),
+        str(event.stream_id),
+        event.version,
+        event.type,
+        event.data,
+        event.metadata,
+        event.recorded_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+    ])
+
+
+def chain(previous: bytes, event: RecordedEvent) -> bytes:
+    return hashlib.sha256(previous + canonical_bytes(event)).digest()
+
+
+@dataclass
+class SealProjection:
+    """The "seal" follower: extends each tenant's chain with the batch's events."""
+
+    name: str = NAME
+
+    async def handle(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
+        tenants = sorted({e.tenant_id for e in events})
+        heads = await conn.fetch(
+            """SELECT t.tenant_id, s.seq, s.hash
+               FROM unnest($1::uuid[]) AS t(tenant_id)
+               CROSS JOIN LATERAL (
+                   SELECT seq, hash FROM audit_seals
+                   WHERE tenant_id = t.tenant_id ORDER BY seq DESC LIMIT 1
+               ) s""",
+            tenants,
+        )
+        head: dict[uuid.UUID, tuple[int, bytes]] = {r["tenant_id"]: (r["seq"], r["hash"]) for r in heads}
+        rows = []
+        for event in events:
+            seq, previous = head.get(event.tenant_id, (0, GENESIS))
+            digest = chain(previous, event)
+            head[event.tenant_id] = (seq + 1, digest)
+            rows.append((event.tenant_id, seq + 1, event.global_position, digest))
+        await conn.copy_records_to_table(
+            "audit_seals", records=rows, columns=["tenant_id", "seq", "position", "hash"]
+        )
+
+    async def reset(self, conn: asyncpg.Connection) -> None:
+        await conn.execute("TRUNCATE audit_seals")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    position: int
+    problem: str  # altered | deleted | inserted | seal-missing
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SealReport:
+    """The state of a tenant's chain: how much is sealed, whether it holds, and its head."""
+
+    sealed: int
+    unsealed: int  # committed events the follower has not sealed yet (not a break)
+    head_seq: int
+    head_position: int | None
+    head_hash: str | None
+    follower_state: str | None
+    first_break: ChainBreak | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_break is None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "sealed": self.sealed,
+            "unsealed": self.unsealed,
+            "head": None if self.head_position is None else {
+                "seq": self.head_seq, "position": self.head_position, "hash": self.head_hash,
+            },
+            "followerState": self.follower_state,
+            "firstBreak": None if self.first_break is None else {
+                "position": self.first_break.position,
+                "problem": self.first_break.problem,
+                "detail": self.first_break.detail,
+            },
+        }
+
+
+_WALK = """SELECT s.seq, s.position, s.hash, e.global_position, e.stream_type, e.stream_id,
+       e.version, e.type, e.data, e.metadata, e.recorded_at
+FROM audit_seals s
+LEFT JOIN events e ON e.tenant_id = s.tenant_id AND e.global_position = s.position
+WHERE s.tenant_id = $1
+ORDER BY s.seq"""
+
+
+async def verify(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, prefetch: int = 2000) -> SealReport:
+    """Recompute the tenant's chain from its events and compare, in one consistent snapshot.
+    Memory stays bounded (a server-side cursor); the cost is one pass over the tenant's log."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        checkpoint = await load_checkpoint(conn, NAME)
+        first_break: ChainBreak | None = None
+        digest = GENESIS
+        expected_seq = 1
+        head_position: int | None = None
+        async for r in conn.cursor(_WALK, tenant_id, prefetch=prefetch):
+            if first_break is None:
+                first_break = _check(r, tenant_id, expected_seq, digest)
+                if first_break is None:
+                    digest = r["hash"]
+            expected_seq = r["seq"] + 1
+            head_position = r["position"]
+        sealed = expected_seq - 1
+        after = checkpoint.checkpoint if checkpoint else (0, 0)
+        # an event at or behind the checkpoint that was never sealed was slipped in afterwards
+        inserted = await conn.fetchval(
+            """SELECT min(e.global_position) FROM events e
+               WHERE e.tenant_id = $1
+                 AND (e.transaction_id, e.global_position) <= ($2::text::xid8, $3)
+                 AND NOT EXISTS (SELECT 1 FROM audit_seals s
+                                 WHERE s.tenant_id = e.tenant_id AND s.position = e.global_position)""",
+            tenant_id, str(after[0]), after[1],
+        )
+        unsealed = await conn.fetchval(
+            """SELECT count(*) FROM events
+               WHERE (transaction_id, global_position) > ($2::text::xid8, $3) AND tenant_id = $1""",
+            tenant_id, str(after[0]), after[1],
+        )
+        head_hash = await conn.fetchval(
+            "SELECT hash FROM audit_seals WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id
+        )
+    if inserted is not None and (first_break is None or inserted < first_break.position):
+        first_break = ChainBreak(
+            inserted, "inserted",
+            f"the event at position {inserted} lies behind the seal's checkpoint but is not in the "
+            "chain: slipped in afterwards, or its seal row was removed",
+        )
+    return SealReport(
+        sealed=sealed,
+        unsealed=int(unsealed),
+        head_seq=sealed,
+        head_position=head_position,
+        head_hash=head_hash.hex() if head_hash is not None else None,
+        follower_state=checkpoint.state if checkpoint else None,
+        first_break=first_break,
+    )
+
+
+def _check(r: asyncpg.Record, tenant_id: uuid.UUID, expected_seq: int, previous: bytes) -> ChainBreak | None:
+    """The break at this seal row, if any, given the previous (verified) hash."""
+    position = r["position"]
+    if r["seq"] != expected_seq:
+        return ChainBreak(
+            position, "seal-missing",
+            f"seal rows {expected_seq}..{r['seq'] - 1} are missing before position {position}",
+        )
+    if r["global_position"] is None:
+        return ChainBreak(position, "deleted", f"the event sealed at position {position} is gone")
+    event = RecordedEvent(
+        tenant_id=tenant_id, global_position=position, transaction_id=0,
+        stream_type=r["stream_type"], stream_id=r["stream_id"], version=r["version"], type=r["type"],
+        data=r["data"], metadata=r["metadata"], recorded_at=r["recorded_at"],
+    )
+    if chain(previous, event) != r["hash"]:
+        return ChainBreak(
+            position, "altered",
+            f"the event at position {position} is not what was sealed (edited, moved or replaced)",
+        )
+    return None
+
+
+__all__ = ["GENESIS", "ChainBreak", "SealProjection", "SealReport", "canonical_bytes", "chain", "verify"]

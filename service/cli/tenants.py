@@ -1,0 +1,186 @@
+"""`scimledger tenant ...` and `scimledger token ...`: onboarding customers and their IdP tokens.
+
+Results meant for scripts go alone to stdout: the id from `tenant create`, the secret from
+`token issue` and `token rotate`, the tables of the list commands. Everything else goes to stderr.
+A secret is shown once; only its hash is stored (service/tenancy.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+
+from service.app import tenancy
+from service.cli.main import err
+from service.runtime.config import Settings
+
+
+def seats_arg(raw: str) -> int | None:
+    """A seat limit: a count >= 0, or `none` for no limit."""
+    if raw.lower() in ("none", "unlimited"):
+        return None
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"seats must be a whole number or 'none', not {raw!r}") from e
+    if value < 0:
+        raise argparse.ArgumentTypeError("seats must be >= 0")
+    return value
+
+
+def rate_arg(raw: str) -> float | None:
+    """A rate limit in requests per second (> 0), or `none` for the default."""
+    if raw.lower() in ("none", "default"):
+        return None
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"rate limit must be a number or 'none', not {raw!r}") from e
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("rate limit must be a positive number of requests per second")
+    return value
+
+
+def token_id_arg(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a token id: {raw!r}") from e
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# --- tenants ----------------------------------------------------------------------------------
+
+async def cmd_tenant_create(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+    try:
+        tenant_id = await tenancy.create_tenant(
+            conn, args.name, seats=args.seats, rate_limit=args.rate_limit
+        )
+    except tenancy.TenantExists:
+        err(f"a tenant named {args.name!r} already exists")
+        return 1
+    print(tenant_id)
+    return 0
+
+
+async def cmd_tenant_list(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+    default_rate = Settings.from_env().default_rate_limit
+    print(f"{'name':24}  {'id':36}  {'seats':>9}  {'active':>7}  rate limit (req/s)")
+    for t in await tenancy.list_tenants(conn):
+        seats = "unlimited" if t.seats is None else str(t.seats)
+        rate = f"{default_rate:g} (default)" if t.rate_limit is None else f"{t.rate_limit:g}"
+        print(f"{t.name:24}  {t.id!s:36}  {seats:>9}  {t.active_users:>7}  {rate}")
+    return 0
+
+
+async def cmd_tenant_update(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+    if args.seats is tenancy.KEEP and args.rate_limit is tenancy.KEEP:
+        err("nothing to change: give --seats and/or --rate-limit")
+        return 2
+    tenant_id = await tenancy.tenant_id_by_name(conn, args.name)
+    await tenancy.update_tenant(conn, tenant_id, seats=args.seats, rate_limit=args.rate_limit)
+    changes = []
+    if args.seats is not tenancy.KEEP:
+        changes.append(f"seats {'unlimited' if args.seats is None else args.seats}")
+    if args.rate_limit is not tenancy.KEEP:
+        changes.append(f"rate limit {'default' if args.rate_limit is None else f'{args.rate_limit:g}/s'}")
+    err(f"tenant {args.name}: {', '.join(changes)}")
+    return 0
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+async def cmd_token_issue(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+    tenant_id = await tenancy.tenant_id_by_name(conn, args.tenant)
+    token_id, secret = await tenancy.issue_token(conn, tenant_id, args.label, args.scope)
+    err(f"token {token_id} ({args.scope}, label {args.label!r}) for tenant {args.tenant}; "
+        "the secret below is shown once")
+    print(secret)
+    return 0
+
+
+async def cmd_token_list(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+    tenant_id = await tenancy.tenant_id_by_name(conn, args.tenant)
+    now = await conn.fetchval("SELECT now()")
+    print(f"{'id':36}  {'label':16}  {'scope':5}  {'created':20}  {'last used':20}  state")
+    for t in await tenancy.list_tokens(conn, tenant_id):
+        state = t.state(now)
+        if t.revoked_at is not None:
+            state += f" {_when(t.revoked_at)}"
+        elif t.expires_at is not None:
+            state += f" until {_when(t.expires_at)}" if t.expires_at > now else f" {_when(t.expires_at)}"
+        if t.replaced_by is not None:
+            state += f", replaced by {t.replaced_by}"
+        print(f"{t.id!s:36}  {t.label:16}  {t.scope:5}  {_when(t.created_at):20}  "
+              f"{_when(t.last_used_at):20}  {state}")
+    return 0
+
+
+async def cmd_token_revoke(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+    try:
+        await tenancy.revoke_token(conn, args.token_id)
+    except tenancy.TokenNotFound:
+        err(f"no active token {args.token_id} (unknown or already revoked)")
+        return 1
+    err(f"token {args.token_id} revoked; every worker refuses it from the next request")
+    return 0
+
+
+async def cmd_token_rotate(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+    grace_s = Settings.from_env().token_rotation_grace_s
+    try:
+        new_id, secret = await tenancy.rotate_token(conn, args.token_id, dt.timedelta(seconds=grace_s))
+    except tenancy.TokenNotFound:
+        err(f"no token {args.token_id}")
+        return 1
+    except tenancy.TokenNotRotatable:
+        err(f"token {args.token_id} is revoked, expired or already rotated; "
+            "rotate the token that replaced it, or issue a new one")
+        return 1
+    err(f"token {new_id} replaces {args.token_id}; the old secret stays valid for {grace_s} s "
+        "(paste the new secret into the IdP before then); the secret below is shown once")
+    print(secret)
+    return 0
+
+
+def register(sub: Any) -> None:
+    tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant", required=True)
+    t_create = tenant.add_parser("create", help="create a tenant; prints its id")
+    t_create.add_argument("name")
+    t_create.add_argument("--seats", type=seats_arg, default=None, help="active-user limit (default: none)")
+    t_create.add_argument("--rate-limit", type=rate_arg, default=None,
+                          help="requests per second (default: SCIMLEDGER_RATE_LIMIT)")
+    t_create.set_defaults(run=cmd_tenant_create)
+    tenant.add_parser("list", help="tenants with seats, active users and rate limit").set_defaults(
+        run=cmd_tenant_list
+    )
+    t_update = tenant.add_parser("update", help="change a tenant's seat limit or rate limit")
+    t_update.add_argument("name", help="tenant name or id")
+    t_update.add_argument("--seats", type=seats_arg, default=tenancy.KEEP,
+                          help="active-user limit, or 'none' to remove it")
+    t_update.add_argument("--rate-limit", type=rate_arg, default=tenancy.KEEP,
+                          help="requests per second, or 'none' for the default")
+    t_update.set_defaults(run=cmd_tenant_update)
+
+    token = sub.add_parser("token", help="manage bearer tokens").add_subparsers(dest="token", required=True)
+    t_issue = token.add_parser("issue", help="issue a token; prints the secret alone")
+    t_issue.add_argument("--tenant", required=True)
+    t_issue.add_argument("--label", required=True, help="names the actor in the audit trail (okta, entra-prod)")
+    t_issue.add_argument("--scope", choices=tenancy.SCOPES, default="scim")
+    t_issue.set_defaults(run=cmd_token_issue)
+    t_list = token.add_parser("list", help="a tenant's tokens (never the secrets)")
+    t_list.add_argument("--tenant", required=True)
+    t_list.set_defaults(run=cmd_token_list)
+    t_revoke = token.add_parser("revoke", help="refuse a token from the next request on")
+    t_revoke.add_argument("token_id", metavar="ID", type=token_id_arg)
+    t_revoke.set_defaults(run=cmd_token_revoke)
+    t_rotate = token.add_parser("rotate", help="new secret, old one valid for the grace period; prints the secret alone")
+    t_rotate.add_argument("token_id", metavar="ID", type=token_id_arg)
+    t_rotate.set_defaults(run=cmd_token_rotate)

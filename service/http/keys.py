@@ -1,0 +1,18 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from service.app.paging import PageCursors
+from service.app.tenancy import Principal
+from service.runtime.config import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DSN = web.AppKey("dsn", str)
+POOL = web.AppKey("pool", asyncpg.Pool)
+PAGE_CURSORS = web.AppKey("page_cursors", PageCursors)
+PRINCIPAL = web.RequestKey("principal", Principal)
+CONNECTION = web.RequestKey("connection", asyncpg.Connection)
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,210 @@
+"""`/metrics` in the Prometheus text format, safe with `serve --workers N`.
+
+With several workers, `serve` points PROMETHEUS_MULTIPROC_DIR at a fresh directory before it
+spawns them; prometheus_client then keeps each worker's counters and histograms in files there,
+and whichever worker answers a scrape sums all of them (MultiProcessCollector). With one process
+the default registry is used as is.
+
+What is measured where:
+- requests by route template (never the raw path: ids would explode the label set), method and
+  status, with a latency histogram: `metrics_middleware`, outermost, so it sees the final status;
+  429s are also counted on their own (throttled, by status only: per-tenant labels would grow
+  without bound).
+- events appended, by type: read from the log itself at scrape time, incrementally. Every
+  transaction below the oldest running one is finished, so counting the events of the
+  transactions in [previous bound, current xmin) on each scrape counts every committed event
+  exactly once, whoever wrote it (HTTP, CLI, psql), with the (transaction_id, position) index.
+  The first scrape of a process counts the whole log once. Every worker computes the same
+  global total, so it does not matter which one answers.
+- projection lag (events and seconds) and state: from projection_checkpoints at scrape time.
+- pool use: size and idle connections of each worker's pool (gauges summed over live workers).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from projections.followers import runner as follower
+from service.http.keys import POOL
+
+log = structlog.get_logger("scimledger.metrics")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter(
+    "scimledger_http_requests", "HTTP requests answered", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "scimledger_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+THROTTLED = Counter("scimledger_http_throttled", "requests refused with 429 (tenant rate limit)")
+POOL_SIZE = Gauge("scimledger_db_pool_size", "database connections open", multiprocess_mode="livesum")
+POOL_IDLE = Gauge("scimledger_db_pool_idle", "database connections idle", multiprocess_mode="livesum")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+UNMATCHED = "unmatched"
+
+
+def route_template(request: web.Request) -> str:
+    """The route a request matched, as its template (`/scim/v2/Users/{id}`)."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    if resource is None or isinstance(request.match_info.http_exception, web.HTTPException):
+        return UNMATCHED
+    return resource.canonical
+
+
+def observe_pool(pool: asyncpg.Pool | None) -> None:
+    if pool is not None:
+        POOL_SIZE.set(pool.get_size())
+        POOL_IDLE.set(pool.get_idle_size())
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        route = route_template(request)
+        REQUESTS.labels(request.method, route, str(status)).inc()
+        LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        if status == 429:
+            THROTTLED.inc()
+        observe_pool(request.app.get(POOL))
+
+
+# --- computed at scrape time -----------------------------------------------------------------
+
+class EventCounts:
+    """Events in the log by type, counted incrementally below the snapshot xmin."""
+
+    def __init__(self) -> None:
+        self.bound: int | None = None  # every transaction below it has been counted
+        self.by_type: dict[str, int] = {}
+
+    async def refresh(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(
+            """WITH b AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS upper)
+               SELECT b.upper::text::bigint AS upper, e.type, count(e.type) AS n
+               FROM b LEFT JOIN events e
+                 ON e.transaction_id >= $1::text::xid8 AND e.transaction_id < b.upper
+               GROUP BY b.upper, e.type""",
+            str(self.bound or 0),
+        )
+        for r in rows:
+            if r["type"] is not None:
+                self.by_type[r["type"]] = self.by_type.get(r["type"], 0) + int(r["n"])
+        if rows:
+            self.bound = int(rows[0]["upper"])
+
+
+class ScrapeTimeCollector(Collector):
+    """Families computed from the database when /metrics is scraped (set by `refresh`)."""
+
+    def __init__(self) -> None:
+        self.families: list[Any] = []
+
+    def collect(self) -> Iterator[Any]:
+        yield from self.families
+
+
+async def database_families(conn: asyncpg.Connection, events: EventCounts) -> list[Any]:
+    await events.refresh(conn)
+    appended = CounterMetricFamily(
+        "scimledger_events", "events committed to the log, by type", labels=["type"]
+    )
+    for event_type, n in sorted(events.by_type.items()):
+        appended.add_metric([event_type], n)
+    lag_events = GaugeMetricFamily(
+        "scimledger_projection_lag_events", "committed events a follower has not applied", labels=["projection"]
+    )
+    lag_seconds = GaugeMetricFamily(
+        "scimledger_projection_lag_seconds", "age of the oldest event a follower has not applied",
+        labels=["projection"],
+    )
+    state = GaugeMetricFamily(
+        "scimledger_projection_state", "1 for the state a follower is in", labels=["projection", "state"]
+    )
+    for row in await follower.all_checkpoints(conn):
+        lag = await follower.lag(conn, row.name)
+        lag_events.add_metric([row.name], lag.events)
+        lag_seconds.add_metric([row.name], lag.seconds)
+        for s in (follower.RUNNING, follower.STOPPED, follower.FAILED):
+            state.add_metric([row.name, s], 1.0 if row.state == s else 0.0)
+    return [appended, lag_events, lag_seconds, state]
+
+
+EVENT_COUNTS = web.AppKey("metrics_event_counts", EventCounts)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    observe_pool(request.app.get(POOL))
+    scraped = ScrapeTimeCollector()
+    try:
+        async with request.app[POOL].acquire(timeout=5) as conn:
+            scraped.families = await database_families(conn, request.app[EVENT_COUNTS])
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        log.warning("metrics.database_unavailable", error=repr(e))  # the process metrics still go out
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    body = generate_latest(registry)
+    body += generate_latest(_registry_of(scraped))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _registry_of(collector: Collector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def add_routes(app: web.Application) -> None:
+    app[EVENT_COUNTS] = EventCounts()
+    app.router.add_get("/metrics", metrics_handler)
+
+
+def prepare_multiprocess_dir(path: str) -> None:
+    """A fresh, empty directory for the workers' metric files (stale files of a previous run
+    would be summed in)."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Drop a stopped worker's live gauges (prometheus_client multiprocess contract)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
