@@ -2,7 +2,11 @@
 
 `append` relies on the UNIQUE (tenant_id, stream_id, version) constraint for optimistic
 concurrency, and on a guard in the INSERT itself so an `expected_version` ahead of the stream
-cannot leave a hole. Driver errors are translated here, once, into `WrongExpectedVersion`.
+cannot leave a hole. `append_with` is the same INSERT with the caller's view statement in one
+statement (the inline views' write path). Driver errors are translated here, once, into
+`WrongExpectedVersion`. The statistics of the log are in `eventstore.stats`, the bulk reads of
+rebuilds in `eventstore.scan`, and the joins of follower tables with the log in
+`eventstore.references`: no SQL on `events` lives outside this package.
 
 Reading the whole log without gaps: a sequence value is taken at INSERT but becomes visible at
 COMMIT, so position order is not commit order and a reader that follows `global_position >
@@ -62,13 +66,19 @@ class RecordedEvent:
         return (self.transaction_id, self.global_position)
 
 
-_APPEND = """
-INSERT INTO events (tenant_id, stream_type, stream_id, version, type, data, metadata)
+# The one INSERT into the log, used by `append` and as the `ev` CTE of `append_with`. Parameters:
+# $1 tenant_id, $2 stream_type, $3 stream_id, $4 expected version, $5 types text[], $6 data
+# jsonb[], $7 metadata jsonb. The guard (the WHERE) inserts nothing unless the stream is at $4, so
+# an expected version ahead of the stream cannot leave a hole; one behind it that was committed
+# before the statement is refused the same way, and one committed concurrently hits
+# UNIQUE (tenant_id, stream_id, version).
+_INSERT = """INSERT INTO events (tenant_id, stream_type, stream_id, version, type, data, metadata)
 SELECT $1, $2, $3, $4 + e.ord, e.type, e.data, $7
 FROM unnest($5::text[], $6::jsonb[]) WITH ORDINALITY AS e(type, data, ord)
 WHERE coalesce((SELECT max(version) FROM events WHERE tenant_id = $1 AND stream_id = $3), 0) = $4
-RETURNING global_position, recorded_at
-"""
+RETURNING global_position, version"""
+
+EVENTS_VERSION_CONSTRAINT = "events_tenant_id_stream_id_version_key"
 
 _COLUMNS = """tenant_id, global_position, transaction_id::text::bigint AS transaction_id, stream_type,
 stream_id, version, type, data, metadata, recorded_at"""
@@ -90,22 +100,82 @@ async def append(
     """
     if not events:
         return expected_version
-    try:
-        rows = await conn.fetch(
-            _APPEND,
-            tenant_id,
-            stream_type,
-            stream_id,
-            expected_version,
-            [e.type for e in events],
-            [e.data for e in events],
-            metadata,
-        )
-    except asyncpg.UniqueViolationError as e:
-        raise WrongExpectedVersion(stream_id, expected_version) from e
+    params = _params(tenant_id, stream_type, stream_id, expected_version, events, metadata)
+    rows = await _execute(conn.fetch, _INSERT, params, stream_id, expected_version)
     if len(rows) != len(events):
         raise WrongExpectedVersion(stream_id, expected_version)
     return expected_version + len(events)
+
+
+async def append_with(
+    conn: asyncpg.Connection,
+    stream_type: str,
+    view_sql: str,
+    tenant_id: uuid.UUID,
+    stream_id: uuid.UUID,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    metadata: Mapping[str, Any],
+    *view_params: Any,
+) -> asyncpg.Record:
+    """Append `events` and run the caller's view statement, in ONE statement (one round trip,
+    atomic without BEGIN/COMMIT); returns the first row the view statement returns.
+
+    The statement is `WITH ev AS (<the guarded INSERT> RETURNING global_position, version)
+    <view_sql>`. The contract for `view_sql`:
+
+    - it is one INSERT / UPDATE / DELETE (or SELECT) that acts only when `ev` holds rows
+      (`... WHERE EXISTS (SELECT 1 FROM ev)`, or `FROM ev`), so when the guard refuses the
+      append, the view changes nothing either;
+    - when it acts it RETURNs at least one row (a DELETE returns, say, its key);
+    - its parameters: $1 tenant_id, $2 stream_type, $3 stream_id, $4 expected version,
+      $5 event types, $6 event data, $7 metadata, then `view_params` from $8; it may read
+      `ev.global_position` and `ev.version` of the new events.
+
+    No row back means nothing was appended: the stream is not at `expected_version` (ahead or
+    behind), raised as WrongExpectedVersion, as is the events unique violation of a concurrent
+    writer. Any other unique violation (the view's own, e.g. a unique index on the view) is
+    re-raised as it is, for the caller to name. Event types and payloads come from the caller
+    (`NewEvent`): the event store knows no vocabulary. `events` must not be empty (ValueError: a
+    write that changes nothing has nothing to append and no statement to run).
+    """
+    if not events:
+        raise ValueError("append_with needs at least one event")
+    params = _params(tenant_id, stream_type, stream_id, expected_version, events, metadata)
+    record = await _execute(conn.fetchrow, _with_view(view_sql), [*params, *view_params], stream_id, expected_version)
+    if record is None:
+        raise WrongExpectedVersion(stream_id, expected_version)
+    return record
+
+
+_statements: dict[str, str] = {}
+
+
+def _with_view(view_sql: str) -> str:
+    """`WITH ev AS (...) <view_sql>`, built once per view statement (asyncpg caches the prepared
+    statement by its text)."""
+    statement = _statements.get(view_sql)
+    if statement is None:
+        statement = _statements[view_sql] = f"WITH ev AS (\n{_INSERT}\n)\n{view_sql}"
+    return statement
+
+
+def _params(tenant_id: uuid.UUID, stream_type: str, stream_id: uuid.UUID, expected_version: int,
+            events: Sequence[NewEvent], metadata: Mapping[str, Any]) -> list[Any]:
+    """$1 to $7 of `_INSERT`."""
+    return [tenant_id, stream_type, stream_id, expected_version,
+            [e.type for e in events], [e.data for e in events], metadata]
+
+
+async def _execute(run: Any, sql: str, params: list[Any], stream_id: uuid.UUID, expected_version: int) -> Any:
+    """Run an appending statement; the one place the events unique violation becomes
+    WrongExpectedVersion (any other unique violation goes up as it is)."""
+    try:
+        return await run(sql, *params)
+    except asyncpg.UniqueViolationError as e:
+        if e.constraint_name == EVENTS_VERSION_CONSTRAINT:
+            raise WrongExpectedVersion(stream_id, expected_version) from e
+        raise
 
 
 def _recorded(row: asyncpg.Record) -> RecordedEvent:
@@ -161,29 +231,10 @@ async def stream_version(conn: asyncpg.Connection, tenant_id: uuid.UUID, stream_
     return int(version)
 
 
-# The events INSERT as a CTE, for writers that append and update their inline view in one
-# statement (one round trip, atomic without BEGIN/COMMIT). Parameters: $1 tenant_id, $2 stream_id,
-# $3 expected version, $4 types text[], $5 data jsonb[], $6 metadata jsonb; the stream type is
-# bound by the caller's SQL as a literal. A stale expected version hits the unique constraint
-# (translate with `translate_unique_violation`); callers read the expected version from their
-# view row, which is written in the same transactions as the log, so it is never ahead.
-def append_cte(stream_type: str) -> str:
-    assert stream_type.isidentifier()
-    return f"""ev AS (
-    INSERT INTO events (tenant_id, stream_type, stream_id, version, type, data, metadata)
-    SELECT $1, '{stream_type}', $2, $3 + e.ord, e.type, e.data, $6
-    FROM unnest($4::text[], $5::jsonb[]) WITH ORDINALITY AS e(type, data, ord)
-    RETURNING global_position
-)"""
-
-
-EVENTS_VERSION_CONSTRAINT = "events_tenant_id_stream_id_version_key"
-
-
-def translate_unique_violation(
-    error: asyncpg.UniqueViolationError, stream_id: uuid.UUID, expected: int
-) -> Exception:
-    """The typed error for a unique violation raised by an append statement."""
-    if error.constraint_name == EVENTS_VERSION_CONSTRAINT:
-        return WrongExpectedVersion(stream_id, expected)
-    return error
+async def stream_type_of(conn: asyncpg.Connection, tenant_id: uuid.UUID, stream_id: uuid.UUID) -> str | None:
+    """The type of a stream in the log (its first event's), or None if the tenant has none."""
+    value = await conn.fetchval(
+        "SELECT stream_type FROM events WHERE tenant_id = $1 AND stream_id = $2 ORDER BY version LIMIT 1",
+        tenant_id, stream_id,
+    )
+    return None if value is None else str(value)

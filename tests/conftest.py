@@ -28,8 +28,7 @@ from service.app import tenancy
 from service.http.app import create_app
 from service.runtime.config import Settings
 from service.runtime.database import create_pool, embedded_dsn, migrate
-
-SCIM = "application/scim+json"
+from tests.support import auth_headers, free_port
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -134,7 +133,7 @@ class Tenant:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}", "Content-Type": SCIM}
+        return auth_headers(self.secret)
 
 
 async def make_tenant(
@@ -162,12 +161,9 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(dsn: str, settings: Settings) -> Iterator[LiveServer]:
-    import socket
     import threading
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(create_app(settings, dsn), access_log=None)
     started = threading.Event()

@@ -8,8 +8,8 @@ from aiohttp.test_utils import TestClient
 
 from service.app import tenancy
 from tests.conftest import Tenant, make_tenant
+from tests.support import ERROR_SCHEMA
 
-ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 URL = "/scim/v2/ServiceProviderConfig"
 
 
@@ -18,7 +18,7 @@ async def assert_401(resp) -> None:
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     assert resp.content_type == "application/scim+json"
     body = await resp.json(content_type=None)
-    assert body["schemas"] == [ERROR]
+    assert body["schemas"] == [ERROR_SCHEMA]
     assert body["status"] == "401"
     assert body["detail"]
 
@@ -58,7 +58,7 @@ async def test_audit_token_cannot_reach_scim_endpoints(client: TestClient, pool:
     resp = await client.get(URL, headers=auditor.headers)
     assert resp.status == 403
     body = await resp.json(content_type=None)
-    assert body["schemas"] == [ERROR] and body["status"] == "403"
+    assert body["schemas"] == [ERROR_SCHEMA] and body["status"] == "403"
 
 
 async def test_health_endpoints_need_no_token(client: TestClient) -> None:
@@ -81,7 +81,7 @@ async def test_scim_token_cannot_reach_audit_endpoints(client: TestClient, tenan
         resp = await client.get(path, headers=tenant.headers)
         assert resp.status == 403, path
         body = await resp.json(content_type=None)
-        assert body["schemas"] == [ERROR] and body["status"] == "403" and "scope" in body["detail"]
+        assert body["schemas"] == [ERROR_SCHEMA] and body["status"] == "403" and "scope" in body["detail"]
 
 
 async def test_audit_token_reaches_audit_endpoints_only(client: TestClient, pool: asyncpg.Pool) -> None:

@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 
 from service.app import tenancy
-from tests.processes import cli, env_for
+from tests.support import cli, env_for
 
 
 async def test_tenant_create_and_token_issue_print_only_the_value(dsn: str) -> None:

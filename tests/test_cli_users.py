@@ -11,7 +11,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant
-from tests.processes import cli, env_for
+from tests.support import cli, env_for
 
 
 async def test_user_created_in_the_app_is_imported_and_deactivated_with_the_cli_as_actor(

@@ -8,57 +8,31 @@ dir and the running server; SIGTERM stops cleanly and stops the embedded server.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from tests.processes import SCIMLEDGER, cli, env_for, free_port, wait_http
-
-
-def _start(env: dict[str, str], port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*SCIMLEDGER, "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
-def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 30) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if re.search(pattern, line):
-            return lines
-    raise AssertionError(f"no {pattern!r} in output: {''.join(lines)}")
+from tests.support import (
+    alive,
+    bearer,
+    cli,
+    env_for,
+    free_port,
+    postmaster_pid,
+    read_until,
+    serve,
+    wait_http,
+)
 
 
 def _get(url: str, token: str) -> tuple[int, dict]:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(url, headers=bearer(token))
     with urllib.request.urlopen(req, timeout=5) as resp:
         return resp.status, json.loads(resp.read())
-
-
-def _postmaster_pid(data_dir: Path) -> int | None:
-    pid_file = data_dir / "pgdata" / "postmaster.pid"
-    return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_first_serve_prints_url_and_token_and_survives_sigkill(tmp_path: Path) -> None:
@@ -66,9 +40,9 @@ def test_first_serve_prints_url_and_token_and_survives_sigkill(tmp_path: Path) -
     env = env_for(data_dir=data_dir)
     port = free_port()
     started = time.monotonic()
-    proc = _start(env, port)
+    proc = serve(env, port)
     try:
-        out = "".join(_read_until(proc, r"Secret token:"))
+        out = "".join(read_until(proc, r"Secret token:"))
         token = re.search(r"Secret token:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
         assert f"http://127.0.0.1:{port}/scim/v2" in out
         wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -81,19 +55,19 @@ def test_first_serve_prints_url_and_token_and_survives_sigkill(tmp_path: Path) -
         tenant_id = cli("tenant", "create", "second", env=env).stdout.strip()
         assert len(tenant_id) == 36
 
-        pg_pid = _postmaster_pid(data_dir)
-        assert pg_pid and _alive(pg_pid)
+        pg_pid = postmaster_pid(data_dir)
+        assert pg_pid and alive(pg_pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        assert _alive(pg_pid), "PostgreSQL keeps running after the service is killed"
+        assert alive(pg_pid), "PostgreSQL keeps running after the service is killed"
 
         # restart: no new token is printed, the old one still works, the server is reused
-        proc = _start(env, port)
-        _read_until(proc, r"serve.start")
+        proc = serve(env, port)
+        read_until(proc, r"serve.start")
         wait_http(f"http://127.0.0.1:{port}/healthz")
         status, _ = _get(f"http://127.0.0.1:{port}/scim/v2/ServiceProviderConfig", token)
         assert status == 200
-        assert _postmaster_pid(data_dir) == pg_pid
+        assert postmaster_pid(data_dir) == pg_pid
 
         # an absurdly long filter reaches the SCIM layer (not the HTTP parser's plain 400)
         long_filter = urllib.parse.quote('userName eq "' + "x" * 20_000 + '"')
@@ -109,6 +83,6 @@ def test_first_serve_prints_url_and_token_and_survives_sigkill(tmp_path: Path) -
     assert proc.returncode == 0, rest
     assert "Secret token" not in rest
     deadline = time.monotonic() + 10
-    while _alive(pg_pid) and time.monotonic() < deadline:
+    while alive(pg_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(pg_pid), "the embedded PostgreSQL is stopped when the last user exits"
+    assert not alive(pg_pid), "the embedded PostgreSQL is stopped when the last user exits"

@@ -8,11 +8,21 @@ operations that need it (they are about the whole list by definition).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from service.scim.errors import InvalidValue
-from service.scim.patch import MemberOp
+from projections.domain.errors import InvalidMember
+
+
+class MemberOp(Protocol):
+    """A member operation as the PATCH engine (service/scim/patch.py) produces it."""
+
+    @property
+    def kind(self) -> str: ...  # "add", "remove", "replace" or "remove_all"
+
+    @property
+    def values(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -25,7 +35,7 @@ def member_uuid(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(raw))
     except ValueError as e:
-        raise InvalidValue(f"member {raw!r} is not a known User id") from e
+        raise InvalidMember(f"member {raw!r} is not a known User id") from e
 
 
 def ids_named(ops: Iterable[MemberOp]) -> set[uuid.UUID]:
@@ -48,7 +58,7 @@ def needs_full_list(ops: Iterable[MemberOp]) -> bool:
 
 
 def decide_members(
-    ops: list[MemberOp],
+    ops: Sequence[MemberOp],
     present: set[uuid.UUID],
     full: set[uuid.UUID] | None = None,
 ) -> MemberChange:

@@ -1,18 +1,18 @@
 """The audit trail: "who did what to whom, when, through which IdP connection".
 
-The "audit" follower (projections/follower.py) turns each event into one `audit_events` row keyed
+The "audit" follower (projections/followers/runner.py) turns each event into one `audit_events` row keyed
 by (tenant, position): the actor pulled out of the event metadata, the target (stream type and
 id) and the target's name as of that event (userName for users, displayName for groups). Two
 small tables keep names: `audit_targets` (each target's current name, which the next event's name
 is folded from) and `audit_target_names` (every name a target ever had), so `target=alice` finds
 alice's events after she was renamed or deleted. The payload is not copied: queries join `events`
-on its primary key.
+on its primary key (eventstore.references).
 
 Where the reads come from:
 - the event search, exports and histories read the audit view: it lags the log by the
   follower's lag (well under a second at rest, docs/audit.md), and gives every row its name;
 - the state of a user or group as of a moment is folded from that one stream in `events` with the
-  same `apply` functions as the inline views (projections/users.py, groups.py): exact, no lag,
+  same folds as the inline views (projections/domain/folds.py): exact, no lag,
   and it costs one stream's events, not the tenant's.
 """
 
@@ -26,52 +26,25 @@ from typing import Any
 
 import asyncpg
 
-from eventstore.store import RecordedEvent, read_stream
-from projections.domain.events import (
-    AnyEvent,
-    GroupCreated,
-    GroupDeleted,
-    GroupUpdated,
-    UserCreated,
-    UserDeactivated,
-    UserDeleted,
-    UserReactivated,
-    UserUpdated,
-    decode_event,
+from eventstore.references import WithEvents
+from eventstore.store import RecordedEvent, read_stream, stream_type_of
+from projections.domain.events import AnyEvent, decode_event
+from projections.domain.folds import (
+    GroupRow,
+    UserRow,
+    apply_group,
+    apply_members,
+    apply_user,
+    target_name,
 )
-from projections.views import groups as groups_view
-from projections.views import users as users_view
 
 NAME_ATTRIBUTE = {"user": "userName", "group": "displayName"}
 STREAM_TYPES = tuple(NAME_ATTRIBUTE)
 
 
-# --- pure: what an event says -----------------------------------------------------------------
-
-def target_name(previous: str | None, event: AnyEvent) -> str | None:
-    """The target's name after `event`: userName for users, displayName for groups."""
-    if isinstance(event, UserCreated):
-        return _str(event.resource.get("userName")) or previous
-    if isinstance(event, GroupCreated):
-        return _str(event.resource.get("displayName")) or previous
-    if isinstance(event, UserUpdated):
-        return _str(event.set.get("userName")) or previous
-    if isinstance(event, GroupUpdated):
-        return _str(event.set.get("displayName")) or previous
-    if isinstance(event, UserDeactivated | UserReactivated | UserDeleted):
-        return event.user_name
-    if isinstance(event, GroupDeleted):
-        return event.display_name
-    return previous
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who made a change (service/actor.py writes it into every event's metadata)."""
+    """Who made a change (the write path records it in every event's metadata)."""
 
     kind: str | None = None
     token_id: str | None = None
@@ -288,7 +261,7 @@ def _entry(r: asyncpg.Record) -> AuditEntry:
 def search_sql(
     query: AuditQuery, tenant_id: uuid.UUID, stream_ids: list[uuid.UUID] | None
 ) -> tuple[str, list[Any]]:
-    """The SQL of a search; every value travels as a parameter."""
+    """The SQL of one page of a search over audit_events; every value travels as a parameter."""
     params: list[Any] = [tenant_id]
 
     def param(value: Any) -> str:
@@ -313,16 +286,20 @@ def search_sql(
         where.append(f"a.recorded_at < {param(query.until)}")
     if query.after:
         where.append(f"a.position > {param(query.after)}")
-    # the page first, then its payloads by primary key: joined outside the LIMIT, the planner
-    # would merge-join the tenant's whole log from its start to reach a late cursor
-    sql = f"""SELECT p.*, e.data FROM (
-    SELECT {_AUDIT_SELECT} FROM audit_events a
+    sql = f"""SELECT {_AUDIT_SELECT} FROM audit_events a
     WHERE {' AND '.join(where)}
-    ORDER BY a.position LIMIT {param(query.limit)}
-) p
-LEFT JOIN events e ON e.tenant_id = p.tenant_id AND e.global_position = p.position
-ORDER BY p.position"""
+    ORDER BY a.position LIMIT {param(query.limit)}"""
     return sql, params
+
+
+async def _page(
+    conn: asyncpg.Connection, query: AuditQuery, tenant_id: uuid.UUID, stream_ids: list[uuid.UUID] | None
+) -> list[AuditEntry]:
+    """One page, each entry with its event's payload: the page first (LIMIT inside), then the
+    payloads by primary key, in one statement; joined outside the LIMIT, the planner would
+    merge-join the tenant's whole log from its start to reach a late cursor."""
+    sql, params = search_sql(query, tenant_id, stream_ids)
+    return [_entry(r) for r in await WithEvents(sql, ("data",)).fetch(conn, *params)]
 
 
 async def search(conn: asyncpg.Connection, tenant_id: uuid.UUID, query: AuditQuery) -> list[AuditEntry]:
@@ -332,16 +309,14 @@ async def search(conn: asyncpg.Connection, tenant_id: uuid.UUID, query: AuditQue
         stream_ids = await target_streams(conn, tenant_id, query.target)
         if not stream_ids:
             return []
-    sql, params = search_sql(query, tenant_id, stream_ids)
-    return [_entry(r) for r in await conn.fetch(sql, *params)]
+    return await _page(conn, query, tenant_id, stream_ids)
 
 
 async def history(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, stream_id: uuid.UUID, *, after: int = 0, limit: int = 1000
 ) -> list[AuditEntry]:
     """One target's story in order (one page)."""
-    sql, params = search_sql(AuditQuery(after=after, limit=limit), tenant_id, [stream_id])
-    return [_entry(r) for r in await conn.fetch(sql, *params)]
+    return await _page(conn, AuditQuery(after=after, limit=limit), tenant_id, [stream_id])
 
 
 async def walk(
@@ -362,22 +337,16 @@ async def walk(
 
 # --- the state as of a moment, from one stream ------------------------------------------------
 
-async def stream_type(conn: asyncpg.Connection, tenant_id: uuid.UUID, stream_id: uuid.UUID) -> str | None:
-    """The type of a stream in the log (its first event's), or None if the tenant has none."""
-    value = await conn.fetchval(
-        "SELECT stream_type FROM events WHERE tenant_id = $1 AND stream_id = $2 ORDER BY version LIMIT 1",
-        tenant_id, stream_id,
-    )
-    return None if value is None else str(value)
+stream_type = stream_type_of  # the type of a stream in the log: the as-of readers ask it first
 
 
 async def user_as_of(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, moment: dt.datetime
-) -> users_view.UserRow | None:
+) -> UserRow | None:
     """The user as it was at `moment` (None: not created yet, or deleted by then)."""
-    row: users_view.UserRow | None = None
+    row: UserRow | None = None
     for e in await read_stream(conn, tenant_id, user_id, until=moment):
-        row = users_view.apply(
+        row = apply_user(
             row, decode_event(e.data), tenant_id=tenant_id, stream_id=user_id, version=e.version,
             position=e.global_position, recorded_at=e.recorded_at,
         )
@@ -386,15 +355,15 @@ async def user_as_of(
 
 async def group_as_of(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, moment: dt.datetime
-) -> tuple[groups_view.GroupRow, set[str]] | None:
+) -> tuple[GroupRow, set[str]] | None:
     """The group and its member ids as they were at `moment` (None: not there then)."""
-    row: groups_view.GroupRow | None = None
+    row: GroupRow | None = None
     members: set[str] = set()
     for e in await read_stream(conn, tenant_id, group_id, until=moment):
         event = decode_event(e.data)
-        row = groups_view.apply(
+        row = apply_group(
             row, event, tenant_id=tenant_id, stream_id=group_id, version=e.version,
             position=e.global_position, recorded_at=e.recorded_at,
         )
-        members = groups_view.apply_members(members, event)
+        members = apply_members(members, event)
     return (row, members) if row is not None else None

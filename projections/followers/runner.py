@@ -14,7 +14,7 @@ retry every `lock_retry` seconds. The lock dies with the connection, so a crashe
 over within one retry period.
 
 Waking: the runner LISTENs on `CHANNEL`; the service NOTIFYs it after its write transactions
-commit (outside them, debounced: service/followers.py), so the follower wakes within milliseconds.
+commit (outside them, debounced: service/runtime/followers.py), so the follower wakes within milliseconds.
 A poll every `poll_interval` (200 ms) is the backstop for writers that do not notify (the CLI, a
 psql session). NOTIFY only wakes; the data always comes from the log.
 
@@ -36,6 +36,7 @@ from typing import Protocol
 import asyncpg
 import structlog
 
+from eventstore.stats import lag_after
 from eventstore.store import BEGINNING, Checkpoint, RecordedEvent, read_all
 
 log = structlog.get_logger("scimledger.follower")
@@ -259,15 +260,8 @@ async def unlock(conn: asyncpg.Connection, name: str) -> None:
 async def lag(conn: asyncpg.Connection, name: str) -> Lag:
     """Committed events after the projection's checkpoint, and the age of the oldest of them."""
     row = await load_checkpoint(conn, name)
-    after = row.checkpoint if row else BEGINNING
-    record = await conn.fetchrow(
-        """SELECT count(*) AS n,
-                  coalesce(extract(epoch FROM now() - min(recorded_at)), 0)::float8 AS seconds
-           FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2)""",
-        str(after[0]), after[1],
-    )
-    assert record is not None
-    return Lag(events=int(record["n"]), seconds=max(0.0, float(record["seconds"])))
+    events, seconds = await lag_after(conn, row.checkpoint if row else BEGINNING)
+    return Lag(events=events, seconds=seconds)
 
 
 async def catch_up_once(

@@ -31,7 +31,9 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
-from eventstore.store import RecordedEvent
+from eventstore.references import WithEvents, first_unreferenced
+from eventstore.stats import count_after
+from eventstore.store import BEGINNING, RecordedEvent
 from projections.followers.runner import load_checkpoint
 
 NAME = "seal"
@@ -128,12 +130,12 @@ class SealReport:
         }
 
 
-_WALK = """SELECT s.seq, s.position, s.hash, e.global_position, e.stream_type, e.stream_id,
-       e.version, e.type, e.data, e.metadata, e.recorded_at
-FROM audit_seals s
-LEFT JOIN events e ON e.tenant_id = s.tenant_id AND e.global_position = s.position
-WHERE s.tenant_id = $1
-ORDER BY s.seq"""
+# the tenant's seal rows in seq order, each joined with the event it seals (eventstore.references)
+_WALK = WithEvents(
+    "SELECT tenant_id, seq, position, hash FROM audit_seals WHERE tenant_id = $1",
+    ("global_position", "stream_type", "stream_id", "version", "type", "data", "metadata", "recorded_at"),
+    order_by="seq",
+)
 
 
 async def verify(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, prefetch: int = 2000) -> SealReport:
@@ -145,7 +147,7 @@ async def verify(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, prefetch: in
         digest = GENESIS
         expected_seq = 1
         head_position: int | None = None
-        async for r in conn.cursor(_WALK, tenant_id, prefetch=prefetch):
+        async for r in _WALK.cursor(conn, tenant_id, prefetch=prefetch):
             if first_break is None:
                 first_break = _check(r, tenant_id, expected_seq, digest)
                 if first_break is None:
@@ -153,21 +155,10 @@ async def verify(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, prefetch: in
             expected_seq = r["seq"] + 1
             head_position = r["position"]
         sealed = expected_seq - 1
-        after = checkpoint.checkpoint if checkpoint else (0, 0)
+        after = checkpoint.checkpoint if checkpoint else BEGINNING
         # an event at or behind the checkpoint that was never sealed was slipped in afterwards
-        inserted = await conn.fetchval(
-            """SELECT min(e.global_position) FROM events e
-               WHERE e.tenant_id = $1
-                 AND (e.transaction_id, e.global_position) <= ($2::text::xid8, $3)
-                 AND NOT EXISTS (SELECT 1 FROM audit_seals s
-                                 WHERE s.tenant_id = e.tenant_id AND s.position = e.global_position)""",
-            tenant_id, str(after[0]), after[1],
-        )
-        unsealed = await conn.fetchval(
-            """SELECT count(*) FROM events
-               WHERE (transaction_id, global_position) > ($2::text::xid8, $3) AND tenant_id = $1""",
-            tenant_id, str(after[0]), after[1],
-        )
+        inserted = await first_unreferenced(conn, tenant_id, after, table="audit_seals")
+        unsealed = await count_after(conn, tenant_id, after)
         head_hash = await conn.fetchval(
             "SELECT hash FROM audit_seals WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id
         )

@@ -1,114 +1,43 @@
 """The users view: a fold of each user stream, kept inline with the log.
 
-`apply` is the one definition of what an event does to a user; the inline write path, the
-followers and `projections rebuild` all use it, so a rebuild yields the same rows.
+Each write appends the events and upserts the row in one statement (eventstore.store.append_with);
+the new row is the fold of the events over the current row with projections.domain.folds.apply_user,
+the same fold a rebuild uses, so a rebuild yields the same rows.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from eventstore.store import WrongExpectedVersion, append_cte, translate_unique_violation
-from projections.domain.events import (
-    AnyEvent,
-    Event,
-    UserCreated,
-    UserDeactivated,
-    UserDeleted,
-    UserReactivated,
-    UserUpdated,
-    encode_event,
-    event_type,
-)
-from projections.views.paging import page
+from eventstore.store import append_with
+from projections.domain.errors import UserNameTaken
+from projections.domain.events import Event, UserDeleted
+from projections.domain.folds import Groups, UserRow, apply_user, fold_write
+from projections.views.paging import ViewSearch, new_events, qualified, row_reader
 
-
-class UserNameTaken(Exception):
-    """Another user of the tenant has this userName (compared case-insensitively)."""
-
-
-@dataclass(frozen=True, slots=True)
-class UserRow:
-    tenant_id: uuid.UUID
-    id: uuid.UUID
-    ordinal: int
-    resource: dict[str, Any]
-    version: int
-    created: dt.datetime
-    last_modified: dt.datetime
-
-    @property
-    def user_name(self) -> str:
-        return str(self.resource["userName"])
-
-    @property
-    def active(self) -> bool:
-        return bool(self.resource.get("active", True))
-
-    @property
-    def external_id(self) -> str | None:
-        return self.resource.get("externalId")
-
-    @property
-    def display_name(self) -> str | None:
-        return self.resource.get("displayName")
-
-
-
-def apply(
-    row: UserRow | None,
-    event: AnyEvent | Event,
-    *,
-    tenant_id: uuid.UUID,
-    stream_id: uuid.UUID,
-    version: int,
-    position: int,
-    recorded_at: dt.datetime,
-) -> UserRow | None:
-    """The user after `event` (None once deleted)."""
-    if isinstance(event, UserCreated):
-        resource = dict(event.resource)
-        resource.setdefault("active", True)
-        return UserRow(tenant_id, stream_id, position, resource, version, recorded_at, recorded_at)
-    if row is None:
-        raise ValueError(f"{event_type(event)} before user.created in stream {stream_id}")
-    if isinstance(event, UserUpdated):
-        resource = {k: v for k, v in row.resource.items() if k not in event.removed}
-        resource.update(event.set)
-    elif isinstance(event, UserDeactivated):
-        resource = {**row.resource, "active": False}
-    elif isinstance(event, UserReactivated):
-        resource = {**row.resource, "active": True}
-    elif isinstance(event, UserDeleted):
-        return None
-    else:
-        raise ValueError(f"not a user event: {event_type(event)}")
-    # direct construction: dataclasses.replace costs twice as much, and rebuilds fold every event
-    return UserRow(row.tenant_id, row.id, row.ordinal, resource, version, row.created, recorded_at)
-
-
+STREAM_TYPE = "user"
+USER_NAME_INDEX = "users_user_name"  # the unique index (tenant_id, lower(user_name))
 _COLUMNS = "tenant_id, id, ordinal, resource, version, created, last_modified"
 
-_WRITE = f"""WITH {append_cte("user")}
-INSERT INTO users AS u (tenant_id, id, ordinal, user_name, external_id, display_name,
+# the view statements of append_with: $1 tenant, $3 user id, $4 expected version, $5 event types;
+# the row's values from $8. Each acts only when the events were appended (`ev` has rows).
+_WRITE = f"""INSERT INTO users AS u (tenant_id, id, ordinal, user_name, external_id, display_name,
                         active, resource, version, created, last_modified)
-SELECT $1, $2, (SELECT min(global_position) FROM ev), $7, $8, $9, $10, $11,
-       $3 + cardinality($4::text[]), now(), now()
+SELECT $1, $3, (SELECT min(global_position) FROM ev), $8, $9, $10, $11, $12,
+       $4 + cardinality($5::text[]), now(), now()
+WHERE EXISTS (SELECT 1 FROM ev)
 ON CONFLICT (tenant_id, id) DO UPDATE SET
     user_name = excluded.user_name, external_id = excluded.external_id,
     display_name = excluded.display_name,
     active = excluded.active, resource = excluded.resource, version = excluded.version,
     last_modified = excluded.last_modified
 RETURNING {_COLUMNS}"""
+_DELETE = "DELETE FROM users WHERE tenant_id = $1 AND id = $3 AND EXISTS (SELECT 1 FROM ev) RETURNING id"
 
-
-def _row(record: asyncpg.Record) -> UserRow:
-    return UserRow(**dict(record.items()))
+_row = row_reader(UserRow)
 
 
 async def write(
@@ -121,30 +50,21 @@ async def write(
 ) -> UserRow:
     """Append `events` to the user's stream and update the view row, in one statement.
 
-    The new row is the fold of `events` over `current` (the same `apply` a rebuild uses);
-    timestamps and the ordinal come from the database.
+    The new row is the fold of `events` over `current` (the same fold a rebuild uses);
+    timestamps and the ordinal come from the database. Raises WrongExpectedVersion if the stream
+    is not at `current`'s version, UserNameTaken if another user has the userName.
     """
-    expected = current.version if current else 0
-    now = dt.datetime.now(dt.UTC)  # placeholder; the statement sets created/last_modified
-    row = current
-    for i, event in enumerate(events, start=1):
-        row = apply(row, event, tenant_id=tenant_id, stream_id=user_id, version=expected + i,
-                    position=current.ordinal if current else 0, recorded_at=now)
-    if row is None:
-        raise ValueError("write() cannot delete; use delete()")
+    row = fold_write(apply_user, current, events, tenant_id=tenant_id, stream_id=user_id)
     try:
-        record = await conn.fetchrow(
-            _WRITE,
-            tenant_id, user_id, expected,
-            [event_type(e) for e in events], [encode_event(e) for e in events], metadata,
-            row.user_name, row.external_id, row.display_name, row.active,
-            row.resource,
+        record = await append_with(
+            conn, STREAM_TYPE, _WRITE, tenant_id, user_id, current.version if current else 0,
+            new_events(events), metadata,
+            row.user_name, row.external_id, row.display_name, row.active, row.resource,
         )
     except asyncpg.UniqueViolationError as e:
-        if e.constraint_name == "users_user_name":
-            raise UserNameTaken(row.user_name) from e
-        raise translate_unique_violation(e, user_id, expected) from e
-    assert record is not None
+        if e.constraint_name == USER_NAME_INDEX:
+            raise UserNameTaken(f"userName {row.user_name!r} is already taken in this tenant") from e
+        raise
     return _row(record)
 
 
@@ -155,15 +75,10 @@ async def delete(
     metadata: dict[str, Any],
 ) -> None:
     """Append user.deleted and drop the view row (caller holds the transaction)."""
-    try:
-        await conn.execute(
-            f"""WITH {append_cte("user")}
-                DELETE FROM users WHERE tenant_id = $1 AND id = $2 AND EXISTS (SELECT 1 FROM ev)""",
-            current.tenant_id, current.id, current.version,
-            [event_type(event)], [encode_event(event)], metadata,
-        )
-    except asyncpg.UniqueViolationError as e:
-        raise translate_unique_violation(e, current.id, current.version) from e
+    await append_with(
+        conn, STREAM_TYPE, _DELETE, current.tenant_id, current.id, current.version,
+        new_events([event]), metadata,
+    )
 
 
 async def get(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserRow | None:
@@ -172,8 +87,6 @@ async def get(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID
     )
     return _row(record) if record else None
 
-
-Groups = list[tuple[uuid.UUID, str]]
 
 _GROUPS_OF_ROW = """(SELECT coalesce(jsonb_agg(jsonb_build_array(g.id, g.display_name)
                                     ORDER BY g.display_name, g.id), '[]'::jsonb)
@@ -186,7 +99,7 @@ async def get_with_groups(
 ) -> tuple[UserRow, Groups] | None:
     """The row and its groups (id, displayName) in one statement: a GET is one round trip."""
     record = await conn.fetchrow(
-        f"""SELECT {", ".join("u." + c.strip() for c in _COLUMNS.split(","))}, {_GROUPS_OF_ROW} AS groups
+        f"""SELECT {qualified("u", _COLUMNS)}, {_GROUPS_OF_ROW} AS groups
             FROM users u WHERE u.tenant_id = $1 AND u.id = $2""",
         tenant_id, user_id,
     )
@@ -205,30 +118,12 @@ async def get_by_user_name(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_
     return _row(record) if record else None
 
 
-async def search(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    *,
-    where: str = "TRUE",
-    params: list[Any] | None = None,
-    order_by: str = "u.ordinal",
-    offset: int = 0,
-    limit: int = 100,
-    after_ordinal: int | None = None,
-    known_total: int | None = None,
-) -> tuple[int, list[UserRow]]:
-    """(total matching, one page of rows); see projections.views.paging.page."""
-    total, records = await page(
-        conn, table="users", alias="u", columns=_COLUMNS, tenant_id=tenant_id, where=where,
-        params=params or [], order_by=order_by, offset=offset, limit=limit, after_ordinal=after_ordinal,
-        known_total=known_total,
-    )
-    return total, [_row(r) for r in records]
+search = ViewSearch("users", "u", _COLUMNS, _row)
 
 
 async def groups_of(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, user_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[tuple[uuid.UUID, str]]]:
+) -> dict[uuid.UUID, Groups]:
     """For each user, the (group id, displayName) of its groups."""
     records = await conn.fetch(
         """SELECT m.member_id, g.id, g.display_name
@@ -237,7 +132,7 @@ async def groups_of(
            ORDER BY g.display_name, g.id""",
         tenant_id, user_ids,
     )
-    out: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
+    out: dict[uuid.UUID, Groups] = {}
     for r in records:
         out.setdefault(r["member_id"], []).append((r["id"], r["display_name"]))
     return out
@@ -249,4 +144,7 @@ async def count_active(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> int:
     ))
 
 
-__all__ = ["UserNameTaken", "UserRow", "WrongExpectedVersion", "apply", "delete", "get", "write"]
+__all__ = [
+    "count_active", "delete", "get", "get_by_user_name", "get_with_groups",
+    "groups_of", "search", "write",
+]

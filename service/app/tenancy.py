@@ -18,8 +18,20 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from projections.domain.errors import TenantExists, TenantNotFound, TokenNotFound, TokenNotRotatable
+
 SCOPES = ("scim", "audit")
 SECRET_PREFIX = "scimledger_"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """The tenant a use case acts in, with the limits its policy needs."""
+
+    id: uuid.UUID
+    name: str
+    seats: int | None
+    rate_limit: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,21 +46,9 @@ class Principal:
     seats: int | None
     rate_limit: float | None
 
-
-class TenantNotFound(Exception):
-    pass
-
-
-class TenantExists(Exception):
-    pass
-
-
-class TokenNotFound(Exception):
-    pass
-
-
-class TokenNotRotatable(Exception):
-    """The token is revoked, expired, or already rotated (rotate its successor instead)."""
+    @property
+    def tenant(self) -> Tenant:
+        return Tenant(self.tenant_id, self.tenant_name, self.seats, self.rate_limit)
 
 
 class Unchanged(enum.Enum):
@@ -111,18 +111,22 @@ async def create_tenant(
             tenant_id, name, seats, rate_limit,
         )
     except asyncpg.UniqueViolationError as e:
-        raise TenantExists(name) from e
+        raise TenantExists(f"a tenant named {name!r} already exists") from e
     return tenant_id
 
 
-async def tenant_id_by_name(conn: asyncpg.Connection, name: str) -> uuid.UUID:
+async def get_tenant(conn: asyncpg.Connection, name: str) -> Tenant:
     """A tenant by name, or by id when `name` is one."""
     row = await conn.fetchrow(
-        "SELECT id FROM tenants WHERE name = $1 OR id::text = $1", name
+        "SELECT id, name, seats, rate_limit FROM tenants WHERE name = $1 OR id::text = $1", name
     )
     if row is None:
-        raise TenantNotFound(name)
-    return row["id"]
+        raise TenantNotFound(f"no tenant {name!r}")
+    return Tenant(row["id"], row["name"], row["seats"], row["rate_limit"])
+
+
+async def tenant_id_by_name(conn: asyncpg.Connection, name: str) -> uuid.UUID:
+    return (await get_tenant(conn, name)).id
 
 
 async def issue_token(
@@ -172,7 +176,7 @@ async def update_tenant(
         return
     status = await conn.execute(f"UPDATE tenants SET {', '.join(sets)} WHERE id = $1", *params)
     if status == "UPDATE 0":
-        raise TenantNotFound(str(tenant_id))
+        raise TenantNotFound(f"no tenant {str(tenant_id)!r}")
 
 
 async def list_tokens(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[TokenInfo]:
@@ -197,9 +201,12 @@ async def rotate_token(
             token_id,
         )
         if old is None:
-            raise TokenNotFound(str(token_id))
+            raise TokenNotFound(f"no token {token_id}")
         if old["revoked_at"] is not None or old["expires_at"] is not None:
-            raise TokenNotRotatable(str(token_id))
+            raise TokenNotRotatable(
+                f"token {token_id} is revoked, expired or already rotated; "
+                "rotate the token that replaced it, or issue a new one"
+            )
         new_id, secret = await issue_token(conn, old["tenant_id"], old["label"], old["scope"])
         await conn.execute(
             "UPDATE tokens SET expires_at = now() + $2::interval, replaced_by = $3 "
@@ -214,7 +221,7 @@ async def revoke_token(conn: asyncpg.Connection, token_id: uuid.UUID) -> None:
         "UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", token_id
     )
     if status == "UPDATE 0":
-        raise TokenNotFound(str(token_id))
+        raise TokenNotFound(f"no active token {token_id} (unknown or already revoked)")
 
 
 _AUTHENTICATE = """

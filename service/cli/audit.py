@@ -22,44 +22,23 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from projections.followers import audit, seal
-from projections.followers import runner as follower
-from service.app import tenancy
-from service.cli.main import err
-from service.http.audit import (
-    csv_lines,
-    group_as_of_json,
-    jsonl_lines,
-    parse_moment,
-    parse_search,
-    user_as_of_json,
-)
-from service.runtime.config import Settings
-from service.scim.errors import ScimError
+from projections.followers import runner
+from projections.followers.audit import AuditEntry, AuditProjection, AuditQuery, timestamp
+from projections.followers.seal import SealProjection
+from service.app import audit, tenancy
+from service.cli.context import Context
+from service.cli.output import err
+from service.scim.render import render_group_with_members, render_user
 
 _encode = msgspec.json.Encoder().encode
 
 
-async def _tenant(conn: asyncpg.Connection, name: str) -> uuid.UUID | None:
-    try:
-        return await tenancy.tenant_id_by_name(conn, name)
-    except tenancy.TenantNotFound:
-        err(f"no tenant {name!r}")
-        return None
+async def _bring_up_to_date(conn: asyncpg.Connection, projection: runner.Projection) -> None:
+    for note in await audit.bring_up_to_date(conn, projection):
+        err(note)
 
 
-async def _bring_up_to_date(conn: asyncpg.Connection, projection: follower.Projection) -> None:
-    state = await follower.catch_up_once(conn, projection)
-    if state != follower.RUNNING:
-        row = await follower.load_checkpoint(conn, projection.name)
-        detail = f" at position {row.failed_position}: {row.error}" if row and row.error else ""
-        err(f"warning: the {projection.name} projection is {state}{detail}; answers stop there")
-    behind = await follower.lag(conn, projection.name)
-    if behind.events:
-        err(f"note: the {projection.name} view is {behind.events} events behind the log")
-
-
-def _table_line(entry: audit.AuditEntry) -> str:
+def _table_line(entry: AuditEntry) -> str:
     a = entry.actor
     who = a.label or "-"
     if a.kind == "cli":
@@ -67,16 +46,16 @@ def _table_line(entry: audit.AuditEntry) -> str:
     elif a.token_id:
         who = f"{who} ({a.token_id})"
     target = f"{entry.target_type}:{entry.target_name or entry.target_id}"
-    return (f"{entry.position:>10}  {audit.timestamp(entry.recorded_at)}  {entry.type:<22}  "
+    return (f"{entry.position:>10}  {timestamp(entry.recorded_at)}  {entry.type:<22}  "
             f"{target:<40}  {who:<50}  {a.request_id or '-'}")
 
 
-def _write(entries: list[audit.AuditEntry], fmt: str, first: bool) -> None:
+def _write(entries: list[AuditEntry], fmt: str, first: bool) -> None:
     out = sys.stdout
     if fmt == "jsonl":
-        out.write(jsonl_lines(entries).decode())
+        out.write(audit.jsonl_lines(entries).decode())
     elif fmt == "csv":
-        out.write(csv_lines(entries, header=first).decode())
+        out.write(audit.csv_lines(entries, header=first).decode())
     else:
         if first:
             out.write(f"{'position':>10}  {'recordedAt':27}  {'type':<22}  {'target':<40}  "
@@ -86,7 +65,7 @@ def _write(entries: list[audit.AuditEntry], fmt: str, first: bool) -> None:
     out.flush()
 
 
-async def _print_walk(conn: asyncpg.Connection, tenant_id: uuid.UUID, query: audit.AuditQuery, fmt: str) -> int:
+async def _print_walk(conn: asyncpg.Connection, tenant_id: uuid.UUID, query: AuditQuery, fmt: str) -> int:
     first = True
     count = 0
     async for page in audit.walk(conn, tenant_id, query):
@@ -99,71 +78,50 @@ async def _print_walk(conn: asyncpg.Connection, tenant_id: uuid.UUID, query: aud
     return count
 
 
-async def cmd_events(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    tenant_id = await _tenant(conn, args.tenant)
-    if tenant_id is None:
-        return 1
+async def cmd_events(args: argparse.Namespace, ctx: Context) -> int:
+    tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
     values = {k: v for k, v in (("type", args.type), ("target", args.target), ("actor", args.actor),
                                 ("since", args.since), ("until", args.until)) if v is not None}
-    try:
-        query = parse_search(values)
-    except ScimError as e:
-        err(f"error: {e.detail}")
-        return 2
-    await _bring_up_to_date(conn, audit.AuditProjection())
-    await _print_walk(conn, tenant_id, query, args.format)
+    query = audit.parse_search(values)
+    await _bring_up_to_date(ctx.conn, AuditProjection())
+    await _print_walk(ctx.conn, tenant.id, query, args.format)
     return 0
 
 
-async def cmd_history(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    tenant_id = await _tenant(conn, args.tenant)
-    if tenant_id is None:
-        return 1
-    await _bring_up_to_date(conn, audit.AuditProjection())
-    if not await audit.target_streams(conn, tenant_id, args.user):
+async def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
+    tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
+    await _bring_up_to_date(ctx.conn, AuditProjection())
+    if not await audit.target_exists(ctx.conn, tenant.id, args.user):
         err(f"no user or group {args.user!r} in the audit trail of tenant {args.tenant}")
         return 1
-    await _print_walk(conn, tenant_id, audit.AuditQuery(target=args.user), args.format)
+    await _print_walk(ctx.conn, tenant.id, AuditQuery(target=args.user), args.format)
     return 0
 
 
-def _scim_base() -> str:
-    settings = Settings.from_env()
+def _scim_base(ctx: Context) -> str:
+    settings = ctx.settings
     if settings.public_url:
         return settings.public_url.rstrip("/") + "/scim/v2"
     return f"http://{settings.host}:{settings.port}/scim/v2"
 
 
-async def cmd_state(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+async def cmd_state(args: argparse.Namespace, ctx: Context) -> int:
     """The target as of a moment; a userName held by several users over time resolves to the
     one that existed at that moment."""
-    tenant_id = await _tenant(conn, args.tenant)
-    if tenant_id is None:
-        return 1
-    try:
-        moment = parse_moment(args.as_of, "--as-of")
-    except ScimError as e:
-        err(f"error: {e.detail}")
-        return 2
-    await _bring_up_to_date(conn, audit.AuditProjection())
-    candidates = await audit.target_streams(conn, tenant_id, args.user)
-    base = _scim_base()
-    found: list[dict[str, Any]] = []
-    for stream_id in candidates:
-        kind = await audit.stream_type(conn, tenant_id, stream_id)
-        if kind == "user":
-            user = await audit.user_as_of(conn, tenant_id, stream_id, moment)
-            if user is not None:
-                found.append(user_as_of_json(user, base))
-        elif kind == "group":
-            group = await audit.group_as_of(conn, tenant_id, stream_id, moment)
-            if group is not None:
-                found.append(group_as_of_json(group[0], group[1], base))
+    tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
+    moment = audit.parse_moment(args.as_of, "--as-of")
+    await _bring_up_to_date(ctx.conn, AuditProjection())
+    candidates, states = await audit.states_named(ctx.conn, tenant.id, args.user, moment)
+    base = _scim_base(ctx)
+    found: list[dict[str, Any]] = [
+        render_user(state, base, None) if kind == "user" else render_group_with_members(state[0], state[1], base)
+        for kind, state in states
+    ]
     if not candidates:
         err(f"no user or group {args.user!r} in the audit trail of tenant {args.tenant}")
         return 1
     if not found:
-        err(f"{args.user!r} did not exist at {audit.timestamp(moment)}")
+        err(f"{args.user!r} did not exist at {timestamp(moment)}")
         return 1
     if len(found) > 1:
         err(f"{args.user!r} names {len(found)} resources at that moment: "
@@ -173,12 +131,10 @@ async def cmd_state(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
     return 0
 
 
-async def cmd_verify(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    tenant_id = await _tenant(conn, args.tenant)
-    if tenant_id is None:
-        return 1
-    await _bring_up_to_date(conn, seal.SealProjection())
-    report = await seal.verify(conn, tenant_id)
+async def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
+    tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
+    await _bring_up_to_date(ctx.conn, SealProjection())
+    report = await audit.verify(ctx.conn, tenant.id)
     if args.format == "json":
         print(_encode(report.to_json()).decode())
     head = f"head seq {report.head_seq}, position {report.head_position}, hash {report.head_hash}"

@@ -12,32 +12,30 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
 
-import asyncpg
-
-from service.app import tenancy
+from service.cli.context import Context
+from service.cli.errors import message_and_code
+from service.cli.output import err
 from service.runtime.config import Settings
 from service.runtime.database import create_pool, migrate, resolve_dsn
 from service.runtime.logs import configure_logging
 
-Command = Callable[[argparse.Namespace, asyncpg.Connection], Awaitable[int]]
+Command = Callable[[argparse.Namespace, Context], Awaitable[int]]
 
 
-def err(*parts: Any) -> None:
-    print(*parts, file=sys.stderr)
-
-
-async def _with_connection(dsn: str, command: Command, args: argparse.Namespace) -> int:
+async def _with_connection(settings: Settings, dsn: str, command: Command, args: argparse.Namespace) -> int:
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
             try:
-                return await command(args, conn)
-            except tenancy.TenantNotFound as e:  # any command's --tenant NAME that names nothing
-                err(f"no tenant {e.args[0]!r}")
-                return 1
+                return await command(args, Context(settings, conn))
+            except Exception as e:  # mapped once (service/cli/errors.py); a bug still raises
+                mapped = message_and_code(e)
+                if mapped is None:
+                    raise
+                err(mapped[0])
+                return mapped[1]
     finally:
         await pool.close()
 
@@ -45,15 +43,15 @@ async def _with_connection(dsn: str, command: Command, args: argparse.Namespace)
 # --- serve / migrate / db -------------------------------------------------------------------
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from service.runtime.serve import serve
+    from service.server.serve import serve
 
     settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
     return serve(settings, workers=args.workers)
 
 
-async def cmd_migrate(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+async def cmd_migrate(args: argparse.Namespace, ctx: Context) -> int:
     # _with_connection has already applied them; say what the database is at
-    rows = await conn.fetch("SELECT name FROM schema_migrations ORDER BY name")
+    rows = await ctx.conn.fetch("SELECT name FROM schema_migrations ORDER BY name")
     err(f"migrations applied: {len(rows)} (latest {rows[-1]['name'] if rows else 'none'})")
     return 0
 
@@ -100,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "sync"):
         return int(args.sync(args, settings))
     dsn = resolve_dsn(settings)
-    return asyncio.run(_with_connection(dsn, args.run, args))
+    return asyncio.run(_with_connection(settings, dsn, args.run, args))
 
 
 if __name__ == "__main__":

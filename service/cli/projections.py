@@ -2,7 +2,7 @@
 
 The inline views (users, groups, group_members) are written in the append transaction, so they
 are always at the head of the log; the followers (audit, seal) have a checkpoint and a lag.
-`rebuild` and `verify` work while `serve` runs (projections/rebuild.py explains how).
+`rebuild` and `verify` work while `serve` runs (projections/rebuild/ explains how).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 
 import asyncpg
 
+from eventstore.stats import head_position
+from projections import registry
 from projections.followers import runner as follower
 from projections.rebuild import (
-    INLINE_VIEWS,
     RebuildError,
     inline_views,
     rebuild_follower,
@@ -25,10 +26,9 @@ from projections.rebuild import (
     verify_follower,
     verify_inline,
 )
-from service.cli.main import err
+from service.cli.output import err
 from service.runtime.config import Settings
 from service.runtime.database import create_pool, migrate, resolve_dsn
-from service.runtime.followers import projections as follower_projections
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +44,9 @@ class ProjectionStatus:
 
 async def projection_status(conn: asyncpg.Connection) -> list[ProjectionStatus]:
     """Every projection: the inline views at the log head, the followers at their checkpoints."""
-    head = int(await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events"))
-    out = [ProjectionStatus(v, "inline", follower.RUNNING, head, 0, 0.0) for v in INLINE_VIEWS]
-    names = {p.name for p in follower_projections()}
+    head = await head_position(conn)
+    out = [ProjectionStatus(v, "inline", follower.RUNNING, head, 0, 0.0) for v in registry.INLINE_VIEWS]
+    names = set(registry.FOLLOWER_NAMES)
     rows = {r.name: r for r in await follower.all_checkpoints(conn)}
     for name in sorted(names | set(rows)):
         row = rows.get(name)
@@ -68,11 +68,11 @@ def format_status(rows: list[ProjectionStatus]) -> str:
 
 
 def _followers_by_name() -> dict[str, follower.Projection]:
-    return {p.name: p for p in follower_projections()}
+    return {p.name: p for p in registry.followers()}
 
 
 def known_names() -> list[str]:
-    return [*INLINE_VIEWS, *_followers_by_name()]
+    return registry.names()
 
 
 async def _with_pool(settings: Settings, work: Any) -> int:
@@ -92,6 +92,16 @@ def _check_names(names: list[str]) -> str | None:
     return None
 
 
+def _named(args: argparse.Namespace) -> list[str] | None:
+    """The projections a command names (all without names), or None after saying what is wrong."""
+    names: list[str] = args.names or known_names()
+    problem = _check_names(names)
+    if problem:
+        err(problem)
+        return None
+    return names
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     async def work(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
@@ -102,10 +112,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    names = args.names or known_names()
-    problem = _check_names(names)
-    if problem:
-        err(problem)
+    names = _named(args)
+    if names is None:
         return 2
     tty = sys.stderr.isatty()
 
@@ -131,10 +139,8 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    names = args.names or known_names()
-    problem = _check_names(names)
-    if problem:
-        err(problem)
+    names = _named(args)
+    if names is None:
         return 2
     tty = sys.stderr.isatty()
 
@@ -167,7 +173,8 @@ def register(sub: Any) -> None:
         dest="projections", required=True
     )
     proj.add_parser("status", help="position, lag and state of every projection").set_defaults(sync=cmd_status)
-    names_help = f"projections (default: all): {', '.join(INLINE_VIEWS)}, and the followers (audit, seal)"
+    names_help = (f"projections (default: all): {', '.join(registry.INLINE_VIEWS)}, "
+                  f"and the followers ({', '.join(registry.FOLLOWER_NAMES)})")
     rebuild = proj.add_parser("rebuild", help="rebuild from the log into shadow tables and swap them in")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help=names_help)
     rebuild.set_defaults(sync=cmd_rebuild)

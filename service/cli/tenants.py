@@ -2,7 +2,7 @@
 
 Results meant for scripts go alone to stdout: the id from `tenant create`, the secret from
 `token issue` and `token rotate`, the tables of the list commands. Everything else goes to stderr.
-A secret is shown once; only its hash is stored (service/tenancy.py).
+A secret is shown once; only its hash is stored (service/app/tenancy.py).
 """
 
 from __future__ import annotations
@@ -12,35 +12,32 @@ import datetime as dt
 import uuid
 from typing import Any
 
-import asyncpg
-
 from service.app import tenancy
-from service.cli.main import err
-from service.runtime.config import Settings
+from service.cli.context import Context
+from service.cli.output import err
+
+
+def _limit_arg(raw: str, *, none_words: tuple[str, ...], parse: type[int] | type[float], what: str) -> float | None:
+    if raw.lower() in none_words:
+        return None
+    try:
+        return parse(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{what} must be a {'whole ' if parse is int else ''}number or 'none', not {raw!r}") from e
 
 
 def seats_arg(raw: str) -> int | None:
     """A seat limit: a count >= 0, or `none` for no limit."""
-    if raw.lower() in ("none", "unlimited"):
-        return None
-    try:
-        value = int(raw)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"seats must be a whole number or 'none', not {raw!r}") from e
-    if value < 0:
+    value = _limit_arg(raw, none_words=("none", "unlimited"), parse=int, what="seats")
+    if value is not None and value < 0:
         raise argparse.ArgumentTypeError("seats must be >= 0")
-    return value
+    return None if value is None else int(value)
 
 
 def rate_arg(raw: str) -> float | None:
     """A rate limit in requests per second (> 0), or `none` for the default."""
-    if raw.lower() in ("none", "default"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"rate limit must be a number or 'none', not {raw!r}") from e
-    if not value > 0 or value == float("inf"):
+    value = _limit_arg(raw, none_words=("none", "default"), parse=float, what="rate limit")
+    if value is not None and (not value > 0 or value == float("inf")):
         raise argparse.ArgumentTypeError("rate limit must be a positive number of requests per second")
     return value
 
@@ -58,20 +55,16 @@ def _when(moment: dt.datetime | None) -> str:
 
 # --- tenants ----------------------------------------------------------------------------------
 
-async def cmd_tenant_create(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    try:
-        tenant_id = await tenancy.create_tenant(
-            conn, args.name, seats=args.seats, rate_limit=args.rate_limit
-        )
-    except tenancy.TenantExists:
-        err(f"a tenant named {args.name!r} already exists")
-        return 1
+async def cmd_tenant_create(args: argparse.Namespace, ctx: Context) -> int:
+    conn = ctx.conn
+    tenant_id = await tenancy.create_tenant(conn, args.name, seats=args.seats, rate_limit=args.rate_limit)
     print(tenant_id)
     return 0
 
 
-async def cmd_tenant_list(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    default_rate = Settings.from_env().default_rate_limit
+async def cmd_tenant_list(args: argparse.Namespace, ctx: Context) -> int:
+    conn = ctx.conn
+    default_rate = ctx.settings.default_rate_limit
     print(f"{'name':24}  {'id':36}  {'seats':>9}  {'active':>7}  rate limit (req/s)")
     for t in await tenancy.list_tenants(conn):
         seats = "unlimited" if t.seats is None else str(t.seats)
@@ -80,7 +73,8 @@ async def cmd_tenant_list(args: argparse.Namespace, conn: asyncpg.Connection) ->
     return 0
 
 
-async def cmd_tenant_update(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+async def cmd_tenant_update(args: argparse.Namespace, ctx: Context) -> int:
+    conn = ctx.conn
     if args.seats is tenancy.KEEP and args.rate_limit is tenancy.KEEP:
         err("nothing to change: give --seats and/or --rate-limit")
         return 2
@@ -97,7 +91,8 @@ async def cmd_tenant_update(args: argparse.Namespace, conn: asyncpg.Connection) 
 
 # --- tokens -----------------------------------------------------------------------------------
 
-async def cmd_token_issue(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+async def cmd_token_issue(args: argparse.Namespace, ctx: Context) -> int:
+    conn = ctx.conn
     tenant_id = await tenancy.tenant_id_by_name(conn, args.tenant)
     token_id, secret = await tenancy.issue_token(conn, tenant_id, args.label, args.scope)
     err(f"token {token_id} ({args.scope}, label {args.label!r}) for tenant {args.tenant}; "
@@ -106,7 +101,8 @@ async def cmd_token_issue(args: argparse.Namespace, conn: asyncpg.Connection) ->
     return 0
 
 
-async def cmd_token_list(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
+async def cmd_token_list(args: argparse.Namespace, ctx: Context) -> int:
+    conn = ctx.conn
     tenant_id = await tenancy.tenant_id_by_name(conn, args.tenant)
     now = await conn.fetchval("SELECT now()")
     print(f"{'id':36}  {'label':16}  {'scope':5}  {'created':20}  {'last used':20}  state")
@@ -123,27 +119,17 @@ async def cmd_token_list(args: argparse.Namespace, conn: asyncpg.Connection) -> 
     return 0
 
 
-async def cmd_token_revoke(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    try:
-        await tenancy.revoke_token(conn, args.token_id)
-    except tenancy.TokenNotFound:
-        err(f"no active token {args.token_id} (unknown or already revoked)")
-        return 1
+async def cmd_token_revoke(args: argparse.Namespace, ctx: Context) -> int:
+    conn = ctx.conn
+    await tenancy.revoke_token(conn, args.token_id)
     err(f"token {args.token_id} revoked; every worker refuses it from the next request")
     return 0
 
 
-async def cmd_token_rotate(args: argparse.Namespace, conn: asyncpg.Connection) -> int:
-    grace_s = Settings.from_env().token_rotation_grace_s
-    try:
-        new_id, secret = await tenancy.rotate_token(conn, args.token_id, dt.timedelta(seconds=grace_s))
-    except tenancy.TokenNotFound:
-        err(f"no token {args.token_id}")
-        return 1
-    except tenancy.TokenNotRotatable:
-        err(f"token {args.token_id} is revoked, expired or already rotated; "
-            "rotate the token that replaced it, or issue a new one")
-        return 1
+async def cmd_token_rotate(args: argparse.Namespace, ctx: Context) -> int:
+    conn = ctx.conn
+    grace_s = ctx.settings.token_rotation_grace_s
+    new_id, secret = await tenancy.rotate_token(conn, args.token_id, dt.timedelta(seconds=grace_s))
     err(f"token {new_id} replaces {args.token_id}; the old secret stays valid for {grace_s} s "
         "(paste the new secret into the IdP before then); the secret below is shown once")
     print(secret)

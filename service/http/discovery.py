@@ -10,12 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
+from service.http.context import base_url
 from service.http.keys import SETTINGS
 from service.http.wire import scim_response
 from service.scim import schema
 from service.scim.errors import Forbidden, NotFound, ScimError
-
-PREFIX = "/scim/v2"
+from service.scim.query import list_response
 
 
 def _ro(name: str, **kw: Any) -> schema.Attribute:
@@ -129,13 +129,6 @@ def refuse_filter(request: web.Request) -> None:
         raise Forbidden("filtering is not supported on discovery endpoints (RFC 7644 section 4)")
 
 
-def base_url(request: web.Request) -> str:
-    configured = request.app[SETTINGS].public_url
-    if configured:
-        return configured.rstrip("/") + PREFIX
-    return f"{request.scheme}://{request.host}{PREFIX}"
-
-
 def service_provider_config(settings_max_results: int, base: str) -> dict[str, Any]:
     return {
         "schemas": [schema.SERVICE_PROVIDER_CONFIG_SCHEMA],
@@ -159,16 +152,6 @@ def service_provider_config(settings_max_results: int, base: str) -> dict[str, A
     }
 
 
-def _list(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "schemas": [schema.LIST_RESPONSE],
-        "totalResults": len(resources),
-        "startIndex": 1,
-        "itemsPerPage": len(resources),
-        "Resources": resources,
-    }
-
-
 async def get_service_provider_config(request: web.Request) -> web.Response:
     refuse_filter(request)
     settings = request.app[SETTINGS]
@@ -178,7 +161,7 @@ async def get_service_provider_config(request: web.Request) -> web.Response:
 async def list_resource_types(request: web.Request) -> web.Response:
     refuse_filter(request)
     base = base_url(request)
-    return scim_response(_list([rt.to_scim(base) for rt in schema.RESOURCE_TYPES]))
+    return scim_response(listing([rt.to_scim(base) for rt in schema.RESOURCE_TYPES]))
 
 
 async def get_resource_type(request: web.Request) -> web.Response:
@@ -193,7 +176,7 @@ async def get_resource_type(request: web.Request) -> web.Response:
 async def list_schemas(request: web.Request) -> web.Response:
     refuse_filter(request)
     base = base_url(request)
-    return scim_response(_list([s.to_scim(base) for s in ALL_SCHEMAS]))
+    return scim_response(listing([s.to_scim(base) for s in ALL_SCHEMAS]))
 
 
 async def get_schema(request: web.Request) -> web.Response:
@@ -215,12 +198,6 @@ async def search_root(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get(PREFIX, search_root)
-    router.add_get(f"{PREFIX}/", search_root)
-    router.add_post(f"{PREFIX}/.search", search_root)
-    router.add_get(f"{PREFIX}/ServiceProviderConfig", get_service_provider_config)
-    router.add_get(f"{PREFIX}/ResourceTypes", list_resource_types)
-    router.add_get(f"{PREFIX}/ResourceTypes/{{id}}", get_resource_type)
-    router.add_get(f"{PREFIX}/Schemas", list_schemas)
-    router.add_get(f"{PREFIX}/Schemas/{{id}}", get_schema)
+def listing(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """All of a discovery collection in one ListResponse (RFC 7644 4)."""
+    return list_response(resources, len(resources), 1)

@@ -43,6 +43,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from eventstore.stats import counts_by_type_below_xmin
 from projections.followers import runner as follower
 from service.http.keys import POOL
 
@@ -110,19 +111,11 @@ class EventCounts:
         self.by_type: dict[str, int] = {}
 
     async def refresh(self, conn: asyncpg.Connection) -> None:
-        rows = await conn.fetch(
-            """WITH b AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS upper)
-               SELECT b.upper::text::bigint AS upper, e.type, count(e.type) AS n
-               FROM b LEFT JOIN events e
-                 ON e.transaction_id >= $1::text::xid8 AND e.transaction_id < b.upper
-               GROUP BY b.upper, e.type""",
-            str(self.bound or 0),
-        )
-        for r in rows:
-            if r["type"] is not None:
-                self.by_type[r["type"]] = self.by_type.get(r["type"], 0) + int(r["n"])
-        if rows:
-            self.bound = int(rows[0]["upper"])
+        upper, counts = await counts_by_type_below_xmin(conn, self.bound or 0)
+        for event_type, n in counts.items():
+            self.by_type[event_type] = self.by_type.get(event_type, 0) + n
+        if upper is not None:
+            self.bound = upper
 
 
 class ScrapeTimeCollector(Collector):
@@ -186,11 +179,6 @@ def _registry_of(collector: Collector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     return registry
-
-
-def add_routes(app: web.Application) -> None:
-    app[EVENT_COUNTS] = EventCounts()
-    app.router.add_get("/metrics", metrics_handler)
 
 
 def prepare_multiprocess_dir(path: str) -> None:

@@ -18,15 +18,16 @@ import structlog
 from aiohttp import web
 
 from eventstore.store import WrongExpectedVersion
+from projections.domain.errors import DomainError
 from service.app.ratelimit import Limit, limiter_for
 from service.app.tenancy import Principal, authenticate
+from service.http.errors import to_scim
 from service.http.keys import CONNECTION, POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from service.http.wire import scim_response
 from service.scim.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
-    PreconditionFailed,
     ScimError,
     TooManyRequests,
     Unauthorized,
@@ -104,12 +105,14 @@ def error_response(error: ScimError) -> web.Response:
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ScimError as e:
-        return error_response(e)
-    except WrongExpectedVersion:
-        return error_response(
-            PreconditionFailed("the resource was changed by another request; read it and retry")
-        )
+    except (ScimError, DomainError, WrongExpectedVersion) as e:
+        mapped = to_scim(e)
+        if mapped is not None:
+            return error_response(mapped)
+        log.exception("request.failed", method=request.method, path=request.path)
+        return error_response(ScimError(
+            f"internal error; quote request id {request.get(REQUEST_ID)} to the operator", status=500
+        ))
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -9,6 +9,9 @@ from aiohttp import web
 
 from service.http.keys import SETTINGS
 from service.scim.errors import InvalidSyntax, InvalidValue, PayloadTooLarge, UnsupportedMediaType
+from service.scim.projection import AttrRef, parse_attribute_list
+from service.scim.query import ListQuery, parse_query
+from service.scim.schema import ResourceType
 
 SCIM_CONTENT_TYPE = "application/scim+json"
 ACCEPTED_CONTENT_TYPES = ("application/scim+json", "application/json", "")
@@ -57,3 +60,22 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidValue("the request body must be a JSON object")
     return body
+
+
+def attribute_params(
+    request: web.Request, resource_type: ResourceType
+) -> tuple[list[AttrRef] | None, list[AttrRef] | None]:
+    """`attributes` and `excludedAttributes` of the query string (RFC 7644 3.9)."""
+    attrs = request.query.get("attributes")
+    excl = request.query.get("excludedAttributes")
+    return (
+        parse_attribute_list(attrs, resource_type) if attrs else None,
+        parse_attribute_list(excl, resource_type) if excl else None,
+    )
+
+
+def list_query(request: web.Request, params: Any, resource_type: ResourceType) -> ListQuery:
+    """A list's or .search's parameters, with the configured page size and its cap."""
+    settings = request.app[SETTINGS]
+    return parse_query(params, resource_type, default_count=settings.default_page_size,
+                       max_count=settings.max_page_size)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 from service.scim.errors import InvalidFilter, InvalidPath
 from service.scim.filter import (
-    _NAME,
+    ATTR_NAME,
     MAX_DEPTH,
-    MAX_LENGTH,
     AttrPath,
     Expr,
-    _Parser,
+    Parser,
+    check_text,
     lookup_attribute,
     resolve_within,
 )
@@ -69,13 +69,8 @@ class ResolvedPath:
 def parse_path(text: str) -> PatchPath:
     """Parse a PATCH `path` (RFC 7644 section 3.5.2), any case. Raises InvalidPath (and
     InvalidFilter for problems inside the brackets)."""
-    if not isinstance(text, str):
-        raise InvalidPath("path must be a string")
-    if len(text) > MAX_LENGTH:
-        raise InvalidPath(f"path is longer than {MAX_LENGTH} characters")
-    if not text.strip():
-        raise InvalidPath("path is empty")
-    parser = _Parser(text, MAX_DEPTH, error=InvalidPath)
+    check_text(text, "path", InvalidPath)
+    parser = Parser(text, MAX_DEPTH, error=InvalidPath)
     attr = parser.attr_path()
     value_filter: Expr | None = None
     sub: str | None = None
@@ -86,7 +81,7 @@ def parse_path(text: str) -> PatchPath:
         parser.expect("]", "']' to close the value filter")
         token = parser.peek()
         if token.kind == "word" and token.text.startswith("."):
-            if not _NAME.fullmatch(token.text[1:]):
+            if not ATTR_NAME.fullmatch(token.text[1:]):
                 parser.fail(f"invalid sub-attribute {token.text[1:]!r}", token)
             sub = token.text[1:]
             parser.advance()

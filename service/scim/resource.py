@@ -332,22 +332,3 @@ def normalize(body: Any, resource_type: ResourceType, *, lenient: bool = True) -
     ordered: dict[str, Any] = {"schemas": schemas_for(resource, resource_type)}
     ordered.update(resource)
     return Normalized(resource=ordered, password=password, members=members)
-
-
-def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """What changed between two stored resources, at top-level granularity (an extension is one
-    top-level key): {"set": {name: new value}, "removed": [names]}. `apply_changes(old, diff)`
-    gives `new` back."""
-    changes: dict[str, Any] = {
-        "set": {k: v for k, v in new.items() if k not in old or old[k] != v},
-        "removed": [k for k in old if k not in new],
-    }
-    return changes
-
-
-def apply_changes(old: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of `changed_fields`: `old` with the changes applied."""
-    removed = set(changes.get("removed", ()))
-    out = {k: v for k, v in old.items() if k not in removed}
-    out.update(changes.get("set", {}))
-    return out

@@ -10,9 +10,16 @@ import json
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from service.http.audit import decode_cursor, encode_cursor
-from tests.audit.conftest import ERROR, GROUP, caught_up, deactivate_okta, new_user, token_headers
+from service.app.audit import decode_cursor, encode_cursor
 from tests.conftest import make_tenant
+from tests.support import (
+    CORE_GROUP,
+    ERROR_SCHEMA,
+    caught_up,
+    deactivate_okta,
+    new_user,
+    token_headers,
+)
 
 
 async def _users(client: TestClient, headers: dict[str, str], n: int, prefix: str = "u") -> list[str]:
@@ -104,7 +111,7 @@ async def test_bad_parameters_get_400_with_a_scim_error_body(client: TestClient,
         r = await client.get(path, params=params, headers=auditor)
         body = await r.json(content_type=None)
         assert r.status == 400, (path, params)
-        assert body["schemas"] == [ERROR] and body["status"] == "400" and body["scimType"] == "invalidValue"
+        assert body["schemas"] == [ERROR_SCHEMA] and body["status"] == "400" and body["scimType"] == "invalidValue"
     r = await client.get("/audit/v1/events?type=user.created&type=user.deleted", headers=auditor)
     assert r.status == 400
 
@@ -117,7 +124,7 @@ def test_cursor_round_trip_is_opaque_and_checked() -> None:
 async def test_scim_tokens_cannot_read_the_audit_trail(client: TestClient, pool: asyncpg.Pool) -> None:
     acme = await make_tenant(pool, "acme")
     r = await client.get("/audit/v1/events", headers=acme.headers)
-    assert r.status == 403 and (await r.json(content_type=None))["schemas"] == [ERROR]
+    assert r.status == 403 and (await r.json(content_type=None))["schemas"] == [ERROR_SCHEMA]
     r = await client.get("/audit/v1/events")
     assert r.status == 401
 
@@ -129,7 +136,7 @@ async def test_an_auditor_of_one_tenant_sees_nothing_of_another(client: TestClie
     _, auditor_a = await token_headers(pool, a.id, "compliance", "audit")
     _, auditor_b = await token_headers(pool, b.id, "compliance", "audit")
     [user] = await _users(client, a.headers, 1, prefix="alice")
-    r = await client.post("/scim/v2/Groups", json={"schemas": [GROUP], "displayName": "A team",
+    r = await client.post("/scim/v2/Groups", json={"schemas": [CORE_GROUP], "displayName": "A team",
                                                    "members": [{"value": user}]}, headers=a.headers)
     group = (await r.json(content_type=None))["id"]
     await client.patch(f"/scim/v2/Users/{user}", json=deactivate_okta(), headers=a.headers)
@@ -147,7 +154,7 @@ async def test_an_auditor_of_one_tenant_sees_nothing_of_another(client: TestClie
                  f"/audit/v1/groups/{group}", f"/audit/v1/groups/{group}/history"):
         r = await client.get(path, headers=auditor_b)
         assert r.status == 404, path
-        assert (await r.json(content_type=None))["schemas"] == [ERROR]
+        assert (await r.json(content_type=None))["schemas"] == [ERROR_SCHEMA]
         r = await client.get(path, headers=auditor_a)
         assert r.status == 200, path
     r = await client.get("/audit/v1/verify", headers=auditor_b)
@@ -159,7 +166,7 @@ async def test_an_auditor_of_one_tenant_sees_nothing_of_another(client: TestClie
 async def test_writes_wake_the_followers_through_the_commit_notifier(client: TestClient, pool: asyncpg.Pool) -> None:
     """A successful SCIM write pokes the debounced NOTIFY (service/followers.py); the audit row
     is there well under a second later (issue 6: lag well under a second at rest)."""
-    from service.runtime.followers import COMMIT_NOTIFIER
+    from service.http.followers import COMMIT_NOTIFIER
 
     acme = await make_tenant(pool, "acme")
     await caught_up(pool, "audit")

@@ -9,7 +9,7 @@ import json
 import asyncpg
 
 from projections.followers import runner as follower
-from tests.processes import cli, env_for
+from tests.support import cli, env_for
 
 
 async def test_cli_catches_the_followers_up_itself_when_serve_is_not_running(dsn: str, pool: asyncpg.Pool) -> None:

@@ -20,7 +20,7 @@ from projections.domain.events import UserCreated, UserUpdated, encode_event
 from projections.followers import runner as follower
 from projections.followers.audit import AuditProjection
 from projections.followers.seal import SealProjection
-from service.runtime.followers import CommitNotifier, follower_connector
+from service.http.followers import CommitNotifier, follower_connector
 from tests.conftest import Tenant
 
 CLI_ACTOR = {"actor": {"kind": "cli", "label": "cli"}}

@@ -13,21 +13,22 @@ import json
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from tests.audit.conftest import (
-    ERROR,
-    GROUP,
-    PATCH_OP,
+from tests.conftest import make_tenant
+from tests.support import (
+    CORE_GROUP,
+    ERROR_SCHEMA,
     caught_up,
+    cli,
     deactivate_okta,
+    env_for,
     new_user,
+    patch,
     token_headers,
 )
-from tests.conftest import make_tenant
-from tests.processes import cli, env_for
 
 
 def rename(display_name: str) -> dict[str, object]:
-    return {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": display_name}]}
+    return patch({"op": "replace", "path": "displayName", "value": display_name})
 
 
 def just_before(timestamp: str) -> str:
@@ -68,7 +69,7 @@ async def test_as_of_returns_the_old_value_after_a_change(client: TestClient, po
     now = await r.json()
     assert now["displayName"] == "Alice New" and now["active"] is False and now["meta"]["version"] == 'W/"3"'
     status, body = await as_of(just_before(created_at))
-    assert status == 404 and body["schemas"] == [ERROR] and "did not exist" in body["detail"]
+    assert status == 404 and body["schemas"] == [ERROR_SCHEMA] and "did not exist" in body["detail"]
 
     # the CLI gives the same state, by userName
     result = await asyncio.to_thread(
@@ -90,14 +91,14 @@ async def test_group_as_of_has_the_members_of_then(client: TestClient, pool: asy
         r = await client.post("/scim/v2/Users", json=new_user(name), headers=acme.headers)
         ids.append((await r.json(content_type=None))["id"])
     r = await client.post("/scim/v2/Groups", json={
-        "schemas": [GROUP], "displayName": "Engineering", "members": [{"value": i} for i in ids]},
+        "schemas": [CORE_GROUP], "displayName": "Engineering", "members": [{"value": i} for i in ids]},
         headers=acme.headers)
     assert r.status == 201, await r.text()
     group = (await r.json(content_type=None))["id"]
     await asyncio.sleep(0.01)
-    r = await client.patch(f"/scim/v2/Groups/{group}", json={"schemas": [PATCH_OP], "Operations": [
+    r = await client.patch(f"/scim/v2/Groups/{group}", json=patch(
         {"op": "remove", "path": f'members[value eq "{ids[0]}"]'},
-        {"op": "replace", "path": "displayName", "value": "Platform"}]}, headers=acme.headers)
+        {"op": "replace", "path": "displayName", "value": "Platform"}), headers=acme.headers)
     assert r.status in (200, 204), await r.text()
     await caught_up(pool, "audit")
     r = await client.get(f"/audit/v1/groups/{group}/history", headers=auditor)
@@ -128,8 +129,8 @@ async def test_target_finds_a_user_by_any_name_it_had_even_after_deletion(
     _, auditor = await token_headers(pool, acme.id, "compliance", "audit")
     r = await client.post("/scim/v2/Users", json=new_user("old@example.com"), headers=acme.headers)
     uid = (await r.json(content_type=None))["id"]
-    await client.patch(f"/scim/v2/Users/{uid}", json={"schemas": [PATCH_OP], "Operations": [
-        {"op": "replace", "path": "userName", "value": "new@example.com"}]}, headers=acme.headers)
+    await client.patch(f"/scim/v2/Users/{uid}", json=patch(
+        {"op": "replace", "path": "userName", "value": "new@example.com"}), headers=acme.headers)
     r = await client.delete(f"/scim/v2/Users/{uid}", headers=acme.headers)
     assert r.status == 204
     await caught_up(pool, "audit")

@@ -12,9 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from projections.followers import runner as follower
 from projections.followers import seal
-from tests.audit.conftest import caught_up, deactivate_okta, new_user, token_headers
 from tests.conftest import Tenant, make_tenant
-from tests.processes import cli, env_for
+from tests.support import caught_up, cli, deactivate_okta, env_for, new_user, token_headers
 
 
 async def _some_history(client: TestClient, tenant: Tenant, n: int = 3) -> list[str]:

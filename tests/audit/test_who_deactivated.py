@@ -13,23 +13,27 @@ import json
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from tests.audit.conftest import (
+from tests.conftest import make_tenant
+from tests.support import (
+    ENTRA_CLIENT,
+    OKTA_CLIENT,
+    auth_headers,
     caught_up,
+    cli,
     deactivate_entra,
     deactivate_okta,
+    env_for,
     new_user,
     token_headers,
 )
-from tests.conftest import make_tenant
-from tests.processes import cli, env_for
 
 
 async def test_api_and_cli_name_the_connection_that_deactivated_each_user(
     client: TestClient, pool: asyncpg.Pool, dsn: str
 ) -> None:
     acme = await make_tenant(pool, "acme", label="okta")
-    okta = {**acme.headers, "User-Agent": "Okta SCIM Client 1.0.0"}
-    entra_id, entra = await token_headers(pool, acme.id, "entra", "scim", client="Azure-AD-Provisioning")
+    okta = auth_headers(acme.secret, client=OKTA_CLIENT)
+    entra_id, entra = await token_headers(pool, acme.id, "entra", "scim", client=ENTRA_CLIENT)
     _, auditor = await token_headers(pool, acme.id, "compliance", "audit")
 
     r = await client.post("/scim/v2/Users", json=new_user("alice@example.com"), headers=okta)

@@ -16,15 +16,12 @@ import msgspec
 
 from tests.bench.load import Call, PhaseResult, run_phase
 from tests.bench.servers import Server
-
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+from tests.support import CORE_GROUP, CORE_USER, deactivate_okta, patch
 
 
 def okta_user(user_name: str, i: int) -> dict[str, Any]:
     return {
-        "schemas": [USER],
+        "schemas": [CORE_USER],
         "userName": user_name,
         "name": {"givenName": f"Given{i}", "familyName": f"Family{i}"},
         "emails": [{"primary": True, "value": user_name, "type": "work"}],
@@ -64,7 +61,7 @@ async def run_phases(
         await phase("lookup userName eq", [
             Call("GET", "/Users?filter=" + quote(f'userName eq "{names[i]}"')) for i in shuffled
         ])
-        deactivate = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]}
+        deactivate = deactivate_okta()
         await phase("PATCH deactivate", [
             Call("PATCH", f"/Users/{ids[i]}", deactivate, (200, 204)) for i in shuffled
         ])
@@ -74,14 +71,13 @@ async def run_phases(
             Call("GET", f"/Users?startIndex={1 + 100 * (k % pages)}&count=100") for k in range(list_requests)
         ])
 
-        async with session.post(base + "/Groups", json={"schemas": [GROUP], "displayName": f"{run} group"}) as r:
+        async with session.post(base + "/Groups", json={"schemas": [CORE_GROUP], "displayName": f"{run} group"}) as r:
             assert r.status == 201, await r.text()
             group_id = (await r.json(content_type=None))["id"]
         await phase("group member add", [
-            Call("PATCH", f"/Groups/{group_id}", {
-                "schemas": [PATCH_OP],
-                "Operations": [{"op": "add", "path": "members", "value": [{"value": ids[i]}]}],
-            }, (200, 204))
+            Call("PATCH", f"/Groups/{group_id}", patch(
+                {"op": "add", "path": "members", "value": [{"value": ids[i]}]},
+            ), (200, 204))
             for i in shuffled
         ])
     return results

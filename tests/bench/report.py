@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from tests.bench.load import PhaseResult
 
@@ -18,52 +18,43 @@ RATIO_TARGETS = {
 ABSOLUTE_TARGETS = {"create": (1500.0, 50.0), "lookup userName eq": (3000.0, 50.0)}
 
 
+def _table(title: str, header: str, rule: str, rows: Iterable[str]) -> str:
+    """A Markdown table under a level-4 heading."""
+    return "\n".join([f"#### {title}", "", header, rule, *rows])
+
+
 def phase_table(title: str, results: Sequence[PhaseResult], extra_rss: dict[str, float] | None = None) -> str:
-    lines = [
-        f"#### {title}",
-        "",
-        "| phase | requests | req/s | p50 ms | p99 ms | errors | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+    rows = [
+        f"| {r.name} | {r.requests} | {r.rate:,.0f} | {r.p50:.1f} | {r.p99:.1f} | {r.errors} | {r.peak_rss_mb:.0f} |"
+        for r in results
     ]
-    for r in results:
-        lines.append(
-            f"| {r.name} | {r.requests} | {r.rate:,.0f} | {r.p50:.1f} | {r.p99:.1f} | {r.errors} | {r.peak_rss_mb:.0f} |"
-        )
-    for label, value in (extra_rss or {}).items():
-        lines.append(f"| {label} | | | | | | {value:.0f} |")
-    return "\n".join(lines)
+    rows += [f"| {label} | | | | | | {value:.0f} |" for label, value in (extra_rss or {}).items()]
+    return _table(title, "| phase | requests | req/s | p50 ms | p99 ms | errors | peak RSS MiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|", rows)
 
 
 def ratio_table(ours_name: str, ours: Sequence[PhaseResult], peer: Sequence[PhaseResult]) -> str:
-    lines = [
-        f"#### {ours_name} / scim2-server",
-        "",
-        "| phase | ours req/s | peer req/s | ratio | target | met | ours p99 ms | peer p99 ms |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
-    ]
     by_name = {r.name: r for r in peer}
+    rows = []
     for r in ours:
         p = by_name[r.name]
         ratio = r.rate / p.rate if p.rate else float("inf")
         target = RATIO_TARGETS.get(r.name)
         met = "-" if target is None else ("yes" if ratio >= target else "no")
-        lines.append(
+        rows.append(
             f"| {r.name} | {r.rate:,.0f} | {p.rate:,.0f} | {ratio:.1f}x | "
             f"{'-' if target is None else f'{target:g}x'} | {met} | {r.p99:.1f} | {p.p99:.1f} |"
         )
-    return "\n".join(lines)
+    return _table(f"{ours_name} / scim2-server",
+                  "| phase | ours req/s | peer req/s | ratio | target | met | ours p99 ms | peer p99 ms |",
+                  "|---|---:|---:|---:|---:|---|---:|---:|", rows)
 
 
 def absolute_table(name: str, ours: Sequence[PhaseResult]) -> str:
-    lines = [
-        f"#### Absolute goals, {name}",
-        "",
-        "| phase | goal | measured | met |",
-        "|---|---|---|---|",
-    ]
     by_name = {r.name: r for r in ours}
+    rows = []
     for phase, (rate, p99) in ABSOLUTE_TARGETS.items():
         r = by_name[phase]
         met = "yes" if r.rate >= rate and r.p99 < p99 else "no"
-        lines.append(f"| {phase} | >= {rate:,.0f}/s, p99 < {p99:g} ms | {r.rate:,.0f}/s, p99 {r.p99:.1f} ms | {met} |")
-    return "\n".join(lines)
+        rows.append(f"| {phase} | >= {rate:,.0f}/s, p99 < {p99:g} ms | {r.rate:,.0f}/s, p99 {r.p99:.1f} ms | {met} |")
+    return _table(f"Absolute goals, {name}", "| phase | goal | measured | met |", "|---|---|---|---|", rows)

@@ -24,7 +24,7 @@ import psutil
 from service.app import tenancy
 from service.runtime.database import embedded_dsn, migrate
 from tests.bench.load import tree_rss_mb
-from tests.processes import SCIMLEDGER, env_for, free_port, wait_http
+from tests.support import auth_headers, env_for, free_port, serve, wait_http
 
 PEER_TOKEN = "bench-peer-token"
 
@@ -114,22 +114,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def ours(db: Database, secret: str, *, workers: int = 1) -> Iterator[Server]:
+def ours(db: Database, secret: str, *, workers: int = 1, followers: bool = True) -> Iterator[Server]:
+    """`scimledger serve` on the database; `followers=False` leaves the audit and seal followers
+    off (SCIMLEDGER_RUN_FOLLOWERS=false), so that a seeded backlog keeps nothing busy."""
     port = free_port()
     env = env_for(dsn=db.dsn)
+    if not followers:
+        env["SCIMLEDGER_RUN_FOLLOWERS"] = "false"
     log = open(db.data_dir / f"serve-{port}.log", "wb")  # the canonical request lines go here
-    process = subprocess.Popen(
-        [*SCIMLEDGER, "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    process = serve(env, port, "--workers", str(workers), stdout=log, text=False)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
-        yield Server(
-            f"scimledger (workers={workers})",
-            f"http://127.0.0.1:{port}/scim/v2",
-            {"Authorization": f"Bearer {secret}", "Content-Type": "application/scim+json"},
-            process,
-        )
+        yield Server(f"scimledger (workers={workers})", f"http://127.0.0.1:{port}/scim/v2", auth_headers(secret), process)
     finally:
         _stop(process)
         log.close()
@@ -148,7 +144,7 @@ def peer() -> Iterator[Server]:
         yield Server(
             "scim2-server",
             f"http://127.0.0.1:{port}",
-            {"Authorization": f"Bearer {PEER_TOKEN}", "Content-Type": "application/scim+json"},
+            auth_headers(PEER_TOKEN),
             process,
         )
     finally:

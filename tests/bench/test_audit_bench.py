@@ -27,8 +27,8 @@ from projections.followers import seal
 from projections.followers.audit import AuditProjection
 from projections.followers.seal import SealProjection
 from service.runtime.config import Settings
-from tests.audit.conftest import caught_up, new_user
 from tests.conftest import make_tenant
+from tests.support import caught_up, new_user
 
 pytestmark = pytest.mark.bench
 

@@ -20,7 +20,6 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -29,33 +28,15 @@ import psutil
 import pytest
 
 from service.runtime.database import create_pool
-from tests.bench.phases import GROUP, PATCH_OP, okta_user
+from tests.bench.phases import okta_user
 from tests.bench.seeding import seed_members, seed_users
-from tests.bench.servers import Database, Server, _stop, bench_tenant, embedded_database
-from tests.processes import SCIMLEDGER, env_for, free_port, wait_http
+from tests.bench.servers import Server, bench_tenant, embedded_database, ours
+from tests.support import CORE_GROUP, patch
 
 pytestmark = pytest.mark.bench
 
 SCALE_MAX = int(os.environ.get("BENCH_SCALE_MAX", "1000000"))
 SAMPLES = 500
-
-
-@contextmanager
-def serve_without_followers(db: Database, secret: str):  # type: ignore[no-untyped-def]
-    import subprocess
-
-    port = free_port()
-    env = {**env_for(dsn=db.dsn), "SCIMLEDGER_RUN_FOLLOWERS": "false"}
-    log = open(db.data_dir / f"serve-scale-{port}.log", "wb")
-    process = subprocess.Popen([*SCIMLEDGER, "serve", "--port", str(port)], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
-        yield Server("scimledger", f"http://127.0.0.1:{port}/scim/v2",
-                     {"Authorization": f"Bearer {secret}", "Content-Type": "application/scim+json"}, process)
-    finally:
-        _stop(process)
-        log.close()
 
 
 async def timed(make: Callable[[int], Awaitable[Any]], n: int) -> list[float]:
@@ -88,7 +69,7 @@ async def test_scale_users_and_large_groups() -> None:
         tenant_id, secret = await bench_tenant(db.dsn, "scale")
         pool = await create_pool(db.dsn, min_size=1, max_size=2)
         try:
-            with serve_without_followers(db, secret) as server:
+            with ours(db, secret, followers=False) as server:
                 async with aiohttp.ClientSession(headers=server.headers) as http:
                     base = server.base_url
                     r = await http.post(base + "/Users", json=okta_user("template@example.com", 0))
@@ -188,9 +169,9 @@ async def large_groups(
             "SELECT id FROM users WHERE tenant_id = $1 ORDER BY ordinal", tenant_id
         )
     user_ids = [str(r["id"]) for r in rows]
-    async with http.post(base + "/Groups", json={"schemas": [GROUP], "displayName": "everyone"}) as resp:
+    async with http.post(base + "/Groups", json={"schemas": [CORE_GROUP], "displayName": "everyone"}) as resp:
         big = (await resp.json(content_type=None))["id"]
-    async with http.post(base + "/Groups", json={"schemas": [GROUP], "displayName": "ten",
+    async with http.post(base + "/Groups", json={"schemas": [CORE_GROUP], "displayName": "ten",
                                                   "members": [{"value": u} for u in user_ids[:10]]}) as resp:
         await expect(resp, 201)
         small = (await resp.json(content_type=None))["id"]
@@ -203,8 +184,7 @@ async def large_groups(
 
     def add_one(group: str, candidates: list[str]) -> Callable[[int], Awaitable[None]]:
         async def add(i: int) -> None:
-            body = {"schemas": [PATCH_OP], "Operations": [
-                {"op": "add", "path": "members", "value": [{"value": candidates[i]}]}]}
+            body = patch({"op": "add", "path": "members", "value": [{"value": candidates[i]}]})
             async with http.patch(base + f"/Groups/{group}", json=body) as resp:
                 await expect(resp, 204, 200)
         return add
@@ -222,8 +202,7 @@ async def large_groups(
                    SELECT 1 FROM group_members m WHERE m.tenant_id = $1 AND m.group_id = $2 AND m.member_id = u.id)
                LIMIT 1000""", tenant_id, uuid.UUID(big))]
     if len(thousand) == 1000:
-        body = {"schemas": [PATCH_OP], "Operations": [
-            {"op": "add", "path": "members", "value": [{"value": u} for u in thousand]}]}
+        body = patch({"op": "add", "path": "members", "value": [{"value": u} for u in thousand]})
         started = time.perf_counter()
         async with http.patch(base + f"/Groups/{big}", json=body) as resp:
             await expect(resp, 204, 200)

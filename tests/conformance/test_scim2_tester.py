@@ -23,6 +23,7 @@ from scim2_tester import CheckResult, Status, check_server
 
 from tests.conformance.conftest import TALLY
 from tests.conftest import Tenant
+from tests.support import bearer
 
 PASSING = {Status.SUCCESS, Status.COMPLIANT, Status.ACCEPTABLE}
 
@@ -45,7 +46,7 @@ MIN_CHECKS = 120
 
 
 def run_checks(base_url: str, secret: str) -> list[CheckResult]:
-    with Client(base_url=base_url, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as http:
+    with Client(base_url=base_url, headers=bearer(secret), timeout=30) as http:
         return check_server(SyncSCIMClient(http))
 
 

@@ -11,21 +11,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant
-
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-
-
-async def body_of(resp: Any) -> Any:
-    return await resp.json(content_type=None)
+from tests.support import CORE_GROUP, CORE_USER, ERROR_SCHEMA, SEARCH_REQUEST, body_of, patch
 
 
 async def test_patch_remove_active_leaves_it_unassigned_and_the_user_active(
@@ -34,12 +25,11 @@ async def test_patch_remove_active_leaves_it_unassigned_and_the_user_active(
     """RFC 7644 3.5.2.2: a removed single-valued attribute is unassigned; RFC 7643 4.1.1 leaves
     the meaning of `active` to the service provider: unassigned means active, as on create."""
     h = tenant.headers
-    r = await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": "rm-active", "active": False}, headers=h)
+    r = await client.post("/scim/v2/Users", json={"schemas": [CORE_USER], "userName": "rm-active", "active": False}, headers=h)
     assert r.status == 201, await r.text()
     user_id = (await body_of(r))["id"]
 
-    r = await client.patch(f"/scim/v2/Users/{user_id}", json={
-        "schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": "active"}]}, headers=h)
+    r = await client.patch(f"/scim/v2/Users/{user_id}", json=patch({"op": "remove", "path": "active"}), headers=h)
     assert r.status == 200, await r.text()
     assert "active" not in await body_of(r)
     r = await client.get(f"/scim/v2/Users/{user_id}", headers=h)
@@ -58,10 +48,10 @@ async def test_group_members_carry_value_ref_and_type_only(client: TestClient, t
     """RFC 7643 4.2 (members' sub-attributes are immutable) and 8.7.1 (value, $ref, type): no
     server-made `display`; a `display` sent by the client is ignored."""
     h = tenant.headers
-    r = await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": "babs", "displayName": "Babs Jensen"}, headers=h)
+    r = await client.post("/scim/v2/Users", json={"schemas": [CORE_USER], "userName": "babs", "displayName": "Babs Jensen"}, headers=h)
     user_id = (await body_of(r))["id"]
     r = await client.post("/scim/v2/Groups", json={
-        "schemas": [GROUP], "displayName": "Tour Guides",
+        "schemas": [CORE_GROUP], "displayName": "Tour Guides",
         "members": [{"value": user_id, "display": "Babs"}]}, headers=h)
     assert r.status == 201, await r.text()
     group = await body_of(r)
@@ -70,7 +60,7 @@ async def test_group_members_carry_value_ref_and_type_only(client: TestClient, t
     r = await client.get(f"/scim/v2/Groups/{group['id']}", headers=h)
     assert (await body_of(r))["members"] == expected
 
-    r = await client.get("/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group", headers=h)
+    r = await client.get(f"/scim/v2/Schemas/{CORE_GROUP}", headers=h)
     members = next(a for a in (await body_of(r))["attributes"] if a["name"] == "members")
     assert [s["name"] for s in members["subAttributes"]] == ["value", "$ref", "type"]
 
@@ -78,14 +68,14 @@ async def test_group_members_carry_value_ref_and_type_only(client: TestClient, t
 async def test_query_at_the_server_root_is_not_implemented(client: TestClient, tenant: Tenant) -> None:
     """RFC 7644 3.4.2 (root queries MAY be supported), 3.4.3 (POST /.search) and 3.12 (501)."""
     for method, path, body in (
-        ("POST", "/scim/v2/.search", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}),
+        ("POST", "/scim/v2/.search", {"schemas": [SEARCH_REQUEST]}),
         ("GET", '/scim/v2?filter=userName eq "x"', None),
         ("GET", "/scim/v2/", None),
     ):
         r = await client.request(method, path, json=body, headers=tenant.headers)
         assert r.status == 501, (method, path, r.status)
         error = await body_of(r)
-        assert error["schemas"] == [ERROR] and error["status"] == "501"
+        assert error["schemas"] == [ERROR_SCHEMA] and error["status"] == "501"
 
 
 async def test_query_at_the_server_root_needs_a_token(client: TestClient) -> None:

@@ -13,10 +13,7 @@ from aiohttp import web
 from service.http.app import create_app
 from service.runtime.config import Settings
 from tests.conftest import Tenant
-
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+from tests.support import CORE_GROUP, CORE_USER, patch
 
 
 @pytest.fixture
@@ -25,18 +22,18 @@ def app(settings: Settings, dsn: str) -> web.Application:
 
 
 async def test_a_tiny_pool_serves_many_concurrent_requests(client, tenant: Tenant) -> None:
-    r = await client.post("/scim/v2/Groups", json={"schemas": [GROUP], "displayName": "G"}, headers=tenant.headers)
+    r = await client.post("/scim/v2/Groups", json={"schemas": [CORE_GROUP], "displayName": "G"}, headers=tenant.headers)
     gid = (await r.json(content_type=None))["id"]
 
     async def one(i: int) -> list[int]:
-        r = await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": f"c{i}@x.example"},
+        r = await client.post("/scim/v2/Users", json={"schemas": [CORE_USER], "userName": f"c{i}@x.example"},
                               headers=tenant.headers)
         uid = (await r.json(content_type=None))["id"]
         s1 = r.status
         r = await client.get(f'/scim/v2/Users?filter=userName eq "c{i}@x.example"', headers=tenant.headers)
         s2 = r.status
-        r = await client.patch(f"/scim/v2/Groups/{gid}", json={"schemas": [PATCH_OP], "Operations": [
-            {"op": "add", "path": "members", "value": [{"value": uid}]}]}, headers=tenant.headers)
+        r = await client.patch(f"/scim/v2/Groups/{gid}", json=patch(
+            {"op": "add", "path": "members", "value": [{"value": uid}]}), headers=tenant.headers)
         return [s1, s2, r.status]
 
     results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(40))), timeout=60)

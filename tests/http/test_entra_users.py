@@ -15,23 +15,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant
-
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-
-def entra_headers(tenant: Tenant) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {tenant.secret}",
-        "Content-Type": "application/scim+json",
-        "User-Agent": "Azure-AD-Provisioning",  # recorded as the client in the audit trail
-    }
+from tests.support import CORE_USER, ENTERPRISE_USER, body_of, entra_headers, patch
 
 
 def entra_user(user_name: str, external_id: str, manager: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "schemas": [USER, ENTERPRISE],
+        "schemas": [CORE_USER, ENTERPRISE_USER],
         "externalId": external_id,
         "userName": user_name,
         "active": True,
@@ -40,23 +29,15 @@ def entra_user(user_name: str, external_id: str, manager: str | None = None) -> 
         "meta": {"resourceType": "User"},
         "name": {"formatted": "Grace Hopper", "familyName": "Hopper", "givenName": "Grace"},
         "roles": [],
-        ENTERPRISE: {"employeeNumber": "1701", "department": "Navy"},
+        ENTERPRISE_USER: {"employeeNumber": "1701", "department": "Navy"},
     }
     if manager:
-        body[ENTERPRISE]["manager"] = {"value": manager}
+        body[ENTERPRISE_USER]["manager"] = {"value": manager}
     return body
 
 
-def patch(*ops: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(ops)}
-
-
-async def body_of(resp) -> Any:
-    return await resp.json(content_type=None)
-
-
 async def test_entra_user_lifecycle(client: TestClient, tenant: Tenant) -> None:
-    h = entra_headers(tenant)
+    h = entra_headers(tenant.secret)
 
     # Test connection: a filter on a random userName answers 200 with an empty list
     r = await client.get(f'/scim/v2/Users?filter=userName eq "{uuid.uuid4()}"', headers=h)
@@ -70,9 +51,9 @@ async def test_entra_user_lifecycle(client: TestClient, tenant: Tenant) -> None:
     assert r.status == 201, await r.text()
     user = await body_of(r)
     uid = user["id"]
-    assert ENTERPRISE in user["schemas"]
-    assert user[ENTERPRISE]["employeeNumber"] == "1701"
-    assert user[ENTERPRISE]["manager"]["value"] == boss_id
+    assert ENTERPRISE_USER in user["schemas"]
+    assert user[ENTERPRISE_USER]["employeeNumber"] == "1701"
+    assert user[ENTERPRISE_USER]["manager"]["value"] == boss_id
 
     # Entra's match by externalId
     r = await client.get('/scim/v2/Users?filter=externalId eq "grace"', headers=h)
@@ -82,25 +63,25 @@ async def test_entra_user_lifecycle(client: TestClient, tenant: Tenant) -> None:
     r = await client.patch(f"/scim/v2/Users/{uid}", json=patch(
         {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "grace.hopper@contoso.com"},
         {"op": "Replace", "path": "name.familyName", "value": "Murray Hopper"},
-        {"op": "Add", "path": f"{ENTERPRISE}:department", "value": "Research"},
-        {"op": "Replace", "path": f"{ENTERPRISE}:manager", "value": boss_id},
+        {"op": "Add", "path": f"{ENTERPRISE_USER}:department", "value": "Research"},
+        {"op": "Replace", "path": f"{ENTERPRISE_USER}:manager", "value": boss_id},
     ), headers=h)
     assert r.status == 200, await r.text()
     user = await body_of(r)
     assert user["emails"] == [{"primary": True, "type": "work", "value": "grace.hopper@contoso.com"}]
     assert user["name"]["familyName"] == "Murray Hopper"
-    assert user[ENTERPRISE]["department"] == "Research"
-    assert user[ENTERPRISE]["manager"]["value"] == boss_id
+    assert user[ENTERPRISE_USER]["department"] == "Research"
+    assert user[ENTERPRISE_USER]["manager"]["value"] == boss_id
 
     # path-less value with dotted and URN keys, stray keys in the operation
     r = await client.patch(f"/scim/v2/Users/{uid}", json=patch(
         {"op": "Add", "id": "stray", "value": {
-            "name.givenName": "Grace B.", f"{ENTERPRISE}:employeeNumber": "1702", "title": "RADM"}},
+            "name.givenName": "Grace B.", f"{ENTERPRISE_USER}:employeeNumber": "1702", "title": "RADM"}},
     ), headers=h)
     assert r.status == 200, await r.text()
     user = await body_of(r)
     assert user["name"]["givenName"] == "Grace B." and user["title"] == "RADM"
-    assert user[ENTERPRISE]["employeeNumber"] == "1702"
+    assert user[ENTERPRISE_USER]["employeeNumber"] == "1702"
 
     # a filtered email path on a user without that email creates the element
     r = await client.patch(f"/scim/v2/Users/{uid}", json=patch(
@@ -134,7 +115,7 @@ async def test_entra_user_lifecycle(client: TestClient, tenant: Tenant) -> None:
 async def test_patch_with_a_bad_target_changes_nothing(client: TestClient, tenant: Tenant) -> None:
     """RFC 7644 3.5.2: the PATCH is atomic; a remove whose filter matches nothing is 400
     noTarget and no operation of the request is applied."""
-    h = entra_headers(tenant)
+    h = entra_headers(tenant.secret)
     r = await client.post("/scim/v2/Users", json=entra_user("ada@contoso.com", "ada"), headers=h)
     uid = (await body_of(r))["id"]
     r = await client.patch(f"/scim/v2/Users/{uid}", json=patch(
@@ -149,7 +130,7 @@ async def test_patch_with_a_bad_target_changes_nothing(client: TestClient, tenan
 
 async def test_readonly_and_immutable_changes_are_refused(client: TestClient, tenant: Tenant) -> None:
     """RFC 7644 3.5.2: modifying a readOnly attribute gives 400 mutability."""
-    h = entra_headers(tenant)
+    h = entra_headers(tenant.secret)
     r = await client.post("/scim/v2/Users", json=entra_user("alan@contoso.com", "alan"), headers=h)
     uid = (await body_of(r))["id"]
     r = await client.patch(f"/scim/v2/Users/{uid}", json=patch(

@@ -8,11 +8,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant
+from tests.support import CORE_GROUP, CORE_USER, PATCH_OP
 
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BODIES = {
-    "Users": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "etag@example.com"},
-    "Groups": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Etag"},
+    "Users": {"schemas": [CORE_USER], "userName": "etag@example.com"},
+    "Groups": {"schemas": [CORE_GROUP], "displayName": "Etag"},
 }
 
 

@@ -9,27 +9,28 @@ by filter, renames, and expects a PATCH answered with 204. RFC 7644 3.4.2.5, 3.5
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant
-from tests.http.test_groups_okta import GROUP, make_users, member_ids, patch
-
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-
-async def body_of(resp) -> Any:
-    return await resp.json(content_type=None)
+from tests.support import (
+    CORE_GROUP,
+    CORE_USER,
+    body_of,
+    entra_headers,
+    make_users,
+    member_ids,
+    patch,
+)
 
 
 async def test_entra_group_session(client: TestClient, tenant: Tenant) -> None:
-    h = {**tenant.headers, "User-Agent": "Azure-AD-Provisioning"}
+    h = entra_headers(tenant.secret)
     a, b, c = await make_users(client, tenant, 3)
 
     r = await client.post("/scim/v2/Groups", json={
-        "schemas": [GROUP], "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+        "schemas": [CORE_GROUP], "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
         "displayName": "Sales", "meta": {"resourceType": "Group"}}, headers=h)
     assert r.status == 201
     gid = (await body_of(r))["id"]
@@ -64,8 +65,8 @@ async def test_entra_group_session(client: TestClient, tenant: Tenant) -> None:
     assert r.status == 204
 
     # a deactivated member stays a member, and its groups still list the group
-    r = await client.patch(f"/scim/v2/Users/{c}", json={"schemas": [PATCH_OP], "Operations": [
-        {"op": "Replace", "path": "active", "value": "False"}]}, headers=h)
+    r = await client.patch(f"/scim/v2/Users/{c}", json=patch(
+        {"op": "Replace", "path": "active", "value": "False"}), headers=h)
     assert r.status == 200 and (await body_of(r))["active"] is False
     assert await member_ids(client, tenant, gid) == {c}
     r = await client.get(f"/scim/v2/Users/{c}", headers=h)
@@ -82,7 +83,7 @@ async def test_deleted_user_leaves_every_group_and_the_log_says_so(
     a, b = await make_users(client, tenant, 2)
     gids = []
     for name in ("One", "Two"):
-        r = await client.post("/scim/v2/Groups", json={"schemas": [GROUP], "displayName": name,
+        r = await client.post("/scim/v2/Groups", json={"schemas": [CORE_GROUP], "displayName": name,
                                                        "members": [{"value": a}, {"value": b}]}, headers=tenant.headers)
         gids.append((await body_of(r))["id"])
     r = await client.delete(f"/scim/v2/Users/{a}", headers=tenant.headers)
@@ -103,7 +104,7 @@ async def test_deleted_user_leaves_every_group_and_the_log_says_so(
 async def test_concurrent_patches_adding_different_members_all_land(client: TestClient, tenant: Tenant) -> None:
     """No lost update: 20 PATCHes at once, each adding a different member to one group."""
     users = await make_users(client, tenant, 20)
-    r = await client.post("/scim/v2/Groups", json={"schemas": [GROUP], "displayName": "Busy"}, headers=tenant.headers)
+    r = await client.post("/scim/v2/Groups", json={"schemas": [CORE_GROUP], "displayName": "Busy"}, headers=tenant.headers)
     gid = (await body_of(r))["id"]
 
     async def add(member: str) -> int:
@@ -120,13 +121,12 @@ async def test_concurrent_patches_adding_different_members_all_land(client: Test
 
 async def test_concurrent_user_patches_all_land(client: TestClient, tenant: Tenant) -> None:
     """Concurrent PATCHes of one user without If-Match are re-decided on conflict, none lost."""
-    r = await client.post("/scim/v2/Users", json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                                                  "userName": "busy@example.com"}, headers=tenant.headers)
+    r = await client.post("/scim/v2/Users", json={"schemas": [CORE_USER], "userName": "busy@example.com"}, headers=tenant.headers)
     uid = (await body_of(r))["id"]
 
     async def add_email(i: int) -> int:
-        resp = await client.patch(f"/scim/v2/Users/{uid}", json={"schemas": [PATCH_OP], "Operations": [
-            {"op": "add", "path": "emails", "value": [{"value": f"e{i}@example.com", "type": "other"}]}]},
+        resp = await client.patch(f"/scim/v2/Users/{uid}", json=patch(
+            {"op": "add", "path": "emails", "value": [{"value": f"e{i}@example.com", "type": "other"}]}),
             headers=tenant.headers)
         return resp.status
 

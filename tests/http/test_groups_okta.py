@@ -7,48 +7,19 @@ adds in the same PATCH, replaces the member list, and deletes the group. RFC 764
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant
-
-GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-
-def patch(*ops: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(ops)}
-
-
-async def body_of(resp) -> Any:
-    return await resp.json(content_type=None)
-
-
-async def make_users(client: TestClient, tenant: Tenant, n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        r = await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": f"member{i}@example.com",
-                                                      "displayName": f"Member {i}"}, headers=tenant.headers)
-        assert r.status == 201
-        ids.append((await body_of(r))["id"])
-    return ids
-
-
-async def member_ids(client: TestClient, tenant: Tenant, gid: str) -> set[str]:
-    r = await client.get(f"/scim/v2/Groups/{gid}", headers=tenant.headers)
-    assert r.status == 200
-    return {m["value"] for m in (await body_of(r)).get("members", [])}
+from tests.support import CORE_GROUP, body_of, make_users, member_ids, okta_headers, patch
 
 
 async def test_okta_group_push(client: TestClient, tenant: Tenant) -> None:
-    h = {**tenant.headers, "Content-Type": "application/json", "User-Agent": "Okta SCIM Client 1.0.0"}
+    h = okta_headers(tenant.secret)
     a, b, c, d = await make_users(client, tenant, 4)
 
     r = await client.get('/scim/v2/Groups?filter=displayName eq "Engineering"', headers=h)
     assert r.status == 200 and (await body_of(r))["totalResults"] == 0
-    r = await client.post("/scim/v2/Groups", json={"schemas": [GROUP], "displayName": "Engineering", "members": []}, headers=h)
+    r = await client.post("/scim/v2/Groups", json={"schemas": [CORE_GROUP], "displayName": "Engineering", "members": []}, headers=h)
     assert r.status == 201, await r.text()
     group = await body_of(r)
     gid = group["id"]
@@ -113,7 +84,7 @@ async def test_okta_group_push(client: TestClient, tenant: Tenant) -> None:
 async def test_unknown_member_is_refused_and_nothing_applied(client: TestClient, tenant: Tenant) -> None:
     """An unknown member id gives 400 invalidValue naming it; no operation of the PATCH lands."""
     (a,) = await make_users(client, tenant, 1)
-    r = await client.post("/scim/v2/Groups", json={"schemas": [GROUP], "displayName": "Ops"}, headers=tenant.headers)
+    r = await client.post("/scim/v2/Groups", json={"schemas": [CORE_GROUP], "displayName": "Ops"}, headers=tenant.headers)
     gid = (await body_of(r))["id"]
     ghost = "0b2a0b2a-0000-4000-8000-000000000000"
     r = await client.patch(f"/scim/v2/Groups/{gid}", json=patch(
@@ -129,9 +100,9 @@ async def test_unknown_member_is_refused_and_nothing_applied(client: TestClient,
 
 async def test_nested_groups_are_refused(client: TestClient, tenant: Tenant) -> None:
     """Members are Users only (docs/decisions.md); a Group member is 400 invalidValue."""
-    r = await client.post("/scim/v2/Groups", json={"schemas": [GROUP], "displayName": "Inner"}, headers=tenant.headers)
+    r = await client.post("/scim/v2/Groups", json={"schemas": [CORE_GROUP], "displayName": "Inner"}, headers=tenant.headers)
     inner = (await body_of(r))["id"]
-    r = await client.post("/scim/v2/Groups", json={"schemas": [GROUP], "displayName": "Outer",
+    r = await client.post("/scim/v2/Groups", json={"schemas": [CORE_GROUP], "displayName": "Outer",
                                                    "members": [{"value": inner, "type": "Group"}]}, headers=tenant.headers)
     assert r.status == 400 and (await body_of(r))["scimType"] == "invalidValue"
     r = await client.get('/scim/v2/Groups?filter=displayName eq "Outer"', headers=tenant.headers)

@@ -10,14 +10,13 @@ from aiohttp.test_utils import TestClient
 
 from service.app.paging import PageCursors
 from tests.conftest import Tenant
-
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+from tests.support import CORE_USER
 
 
 async def test_walk_continues_after_a_deletion_without_skipping(client: TestClient, tenant: Tenant) -> None:
     ids = []
     for i in range(30):
-        r = await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": f"w{i:02}@x.example"},
+        r = await client.post("/scim/v2/Users", json={"schemas": [CORE_USER], "userName": f"w{i:02}@x.example"},
                               headers=tenant.headers)
         ids.append((await r.json(content_type=None))["id"])
     r = await client.get("/scim/v2/Users?startIndex=1&count=10", headers=tenant.headers)
@@ -34,7 +33,7 @@ async def test_walk_continues_after_a_deletion_without_skipping(client: TestClie
 
 async def test_a_filtered_walk_has_its_own_continuations(client: TestClient, tenant: Tenant) -> None:
     for i in range(6):
-        await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": f"f{i}@x.example",
+        await client.post("/scim/v2/Users", json={"schemas": [CORE_USER], "userName": f"f{i}@x.example",
                                                   "title": "even" if i % 2 == 0 else "odd"}, headers=tenant.headers)
     seen = []
     for start in (1, 3):

@@ -8,11 +8,10 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.http.users import USERS_TARGET
+from service.app.columns import USERS_TARGET
 from service.scim.filter import parse_filter, to_sql
 from tests.conftest import Tenant
-
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+from tests.support import CORE_USER
 
 
 @pytest.mark.parametrize(("text", "index"), [
@@ -27,7 +26,7 @@ async def test_lookup_filter_uses_its_index_and_finds_the_user(
 ) -> None:
     for i in range(30):
         r = await client.post("/scim/v2/Users", json={
-            "schemas": [USER], "userName": "ada@example.com" if i == 7 else f"u{i}@example.com",
+            "schemas": [CORE_USER], "userName": "ada@example.com" if i == 7 else f"u{i}@example.com",
             "externalId": f"ext-{i}", "displayName": "Ada Lovelace" if i == 7 else f"User {i}",
             "emails": [{"value": "ada@work.example" if i == 7 else f"u{i}@work.example", "type": "work"},
                        {"value": f"home{i}@example.org", "type": "home"}],

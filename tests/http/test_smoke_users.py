@@ -5,12 +5,13 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant
+from tests.support import CORE_USER, deactivate_okta
 
 
 async def test_user_crud_roundtrip(client: TestClient, tenant: Tenant) -> None:
     h = tenant.headers
     r = await client.post("/scim/v2/Users", json={
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "schemas": [CORE_USER],
         "userName": "bjensen@example.com", "name": {"givenName": "Barbara", "familyName": "Jensen"},
         "emails": [{"value": "bjensen@example.com", "type": "work", "primary": True}],
         "password": "t1meMa$heen", "active": True,
@@ -25,9 +26,7 @@ async def test_user_crud_roundtrip(client: TestClient, tenant: Tenant) -> None:
     r = await client.get('/scim/v2/Users?filter=userName eq "BJENSEN@example.com"', headers=h)
     body = await r.json(content_type=None)
     assert body["totalResults"] == 1, body
-    r = await client.patch(f"/scim/v2/Users/{uid}", json={
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "value": {"active": False}}]}, headers=h)
+    r = await client.patch(f"/scim/v2/Users/{uid}", json=deactivate_okta(), headers=h)
     assert r.status == 200, await r.text()
     assert (await r.json(content_type=None))["active"] is False
     r = await client.delete(f"/scim/v2/Users/{uid}", headers=h)

@@ -20,6 +20,7 @@ from projections.domain.events import (
     UserUpdated,
     encode_event,
 )
+from tests.support import CORE_GROUP, CORE_USER
 
 ACTOR = {"actor": {"kind": "token", "tokenId": str(uuid.UUID(int=1)), "label": "okta", "scope": "scim",
                    "client": "Okta SCIM Client 1.0.0", "ip": "203.0.113.7", "requestId": "bulk"}}
@@ -31,7 +32,7 @@ def _template(event: object) -> str:
 
 USER_EVENTS = [
     _template(UserCreated(resource={
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "schemas": [CORE_USER],
         "userName": "user__I__@__T__.example.com", "externalId": "00u__I__",
         "name": {"givenName": "Given__I__", "familyName": "Family__I__", "formatted": "Given__I__ Family__I__"},
         "displayName": "Given__I__ Family__I__",
@@ -43,7 +44,7 @@ USER_EVENTS = [
     _template(UserReactivated(user_name="user__I__@__T__.example.com")),
 ]
 GROUP_CREATED = _template(GroupCreated(resource={
-    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Group __J__",
+    "schemas": [CORE_GROUP], "displayName": "Group __J__",
     "externalId": "00g__J__"}))
 MEMBERS_ADDED = _template(GroupMembersAdded(members=["__M__"])).replace('["__M__"]', "__M__")
 MEMBERS_REMOVED = _template(GroupMembersRemoved(members=["__M__"])).replace('["__M__"]', "__M__")

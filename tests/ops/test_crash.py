@@ -19,27 +19,23 @@ import aiohttp
 import msgspec
 
 from service.runtime.database import create_pool
-from tests.audit.conftest import caught_up
 from tests.ops.write_load import Acknowledged, create_groups, writer
-from tests.processes import SCIMLEDGER, cli, env_for, free_port, wait_http
-
-
-def _start(env: dict[str, str], port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([*SCIMLEDGER, "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+from tests.support import (
+    alive,
+    auth_headers,
+    caught_up,
+    cli,
+    env_for,
+    free_port,
+    read_until,
+    serve,
+    wait_http,
+)
 
 
 def _secret(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        seen.append(line)
-        found = re.search(r"Secret token:\s+(\S+)", line)
-        if found:
-            return found.group(1)
-    raise AssertionError("".join(seen))
+    out = "".join(read_until(proc, r"Secret token:", timeout=60))
+    return re.search(r"Secret token:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
 
 
 def _kill_postgres(data_dir: Path) -> int:
@@ -55,24 +51,16 @@ def _kill_postgres(data_dir: Path) -> int:
     return pid
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 async def test_sigkill_service_and_postgres_under_write_load(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     env = {**env_for(data_dir=data_dir), "SCIMLEDGER_RATE_LIMIT": "100000"}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(env, port)
+    proc = serve(env, port)
     try:
         secret = await asyncio.to_thread(_secret, proc)
         await asyncio.to_thread(wait_http, f"{base}/healthz")
-        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/scim+json"}
+        headers = auth_headers(secret)
         ack = Acknowledged()
         async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as http:
             async def send(method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
@@ -92,12 +80,12 @@ async def test_sigkill_service_and_postgres_under_write_load(tmp_path: Path) -> 
             await asyncio.gather(*writers)
         await asyncio.to_thread(proc.wait, 10)
         deadline = time.monotonic() + 10
-        while not _gone(pg_pid):
+        while alive(pg_pid):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
         assert len(ack.users) > 20, ack.statuses
 
-        proc = _start(env, port)  # crash recovery: the same data dir, a new PostgreSQL
+        proc = serve(env, port)  # crash recovery: the same data dir, a new PostgreSQL
         await asyncio.to_thread(wait_http, f"{base}/healthz", 60)
         async with aiohttp.ClientSession(headers=headers) as http:
             for user_id, version in ack.users.items():

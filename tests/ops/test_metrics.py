@@ -7,12 +7,8 @@ import asyncio
 
 from aiohttp.test_utils import TestClient
 
-from tests.audit.conftest import caught_up
 from tests.conftest import Tenant
-from tests.ops.test_serve_workers import metric
-
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+from tests.support import CORE_USER, caught_up, metric, patch
 
 
 async def scrape(client: TestClient) -> str:
@@ -40,12 +36,12 @@ async def scrape_until(client: TestClient, expected: dict[str, int], patience_s:
 async def test_events_are_counted_once_across_scrapes(client: TestClient, tenant: Tenant, pool) -> None:
     before = await scrape(client)
     assert metric(before, "scimledger_events_total", type="user.created") == 0
-    r = await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": "m1@example.com"}, headers=tenant.headers)
+    r = await client.post("/scim/v2/Users", json={"schemas": [CORE_USER], "userName": "m1@example.com"}, headers=tenant.headers)
     user_id = (await r.json(content_type=None))["id"]
     await scrape_until(client, {"user.created": 1})
-    await client.post("/scim/v2/Users", json={"schemas": [USER], "userName": "m2@example.com"}, headers=tenant.headers)
-    r = await client.patch(f"/scim/v2/Users/{user_id}", json={
-        "schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False, "title": "x"}}]}, headers=tenant.headers)
+    await client.post("/scim/v2/Users", json={"schemas": [CORE_USER], "userName": "m2@example.com"}, headers=tenant.headers)
+    r = await client.patch(f"/scim/v2/Users/{user_id}", json=patch(
+        {"op": "replace", "value": {"active": False, "title": "x"}}), headers=tenant.headers)
     assert r.status == 200
     second = await scrape_until(client, {"user.created": 2, "user.updated": 1, "user.deactivated": 1})
     third = await scrape(client)

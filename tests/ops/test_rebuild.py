@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -16,12 +18,11 @@ from aiohttp.test_utils import TestClient
 from projections import rebuild
 from projections.domain.events import EVENT_TYPES, decode_event, decode_event_json
 from projections.followers.runner import load_checkpoint
-from service.runtime.followers import projections as follower_projections
-from tests.audit.conftest import caught_up
+from projections.registry import followers as follower_projections
 from tests.conftest import Tenant
 from tests.ops.bulk_log import GROUP_CREATED, MEMBERS_ADDED, MEMBERS_REMOVED, USER_EVENTS
 from tests.ops.write_load import Acknowledged, create_groups, wait_until, writer
-from tests.processes import cli, env_for
+from tests.support import CORE_USER, caught_up, cli, env_for
 
 
 def sender(client: TestClient, tenant: Tenant) -> Any:
@@ -30,6 +31,22 @@ def sender(client: TestClient, tenant: Tenant) -> Any:
         text = await r.text()
         return r.status, (msgspec.json.decode(text) if text else {})
     return send
+
+
+@asynccontextmanager
+async def write_load(client: TestClient, tenant: Tenant, *, groups: int, writers: int) -> AsyncIterator[Acknowledged]:
+    """`groups` groups, then `writers` IdP-like writers going until the block ends; what they
+    were acknowledged."""
+    send = sender(client, tenant)
+    ack = Acknowledged()
+    await create_groups(send, ack, groups)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(writer(send, ack, stop, w)) for w in range(writers)]
+    try:
+        yield ack
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
 
 
 async def check_acknowledged(client: TestClient, tenant: Tenant, ack: Acknowledged) -> None:
@@ -51,21 +68,13 @@ async def test_rebuild_during_write_load_loses_nothing_and_verify_is_clean(
 ) -> None:
     """DESIGN.md "Projections": rebuild swaps in one short transaction while the service serves;
     RFC 7644 3.3 / 3.5.2: every 201 and 200 a client saw is still true afterwards."""
-    send = sender(client, tenant)
-    ack = Acknowledged()
-    await create_groups(send, ack, 4)
-    stop = asyncio.Event()
-    writers = [asyncio.create_task(writer(send, ack, stop, w)) for w in range(6)]
-    try:
+    async with write_load(client, tenant, groups=4, writers=6) as ack:
         await wait_until(lambda: len(ack.users) >= 40)
         before = len(ack.users)
         first = await rebuild.rebuild_inline(pool, rebuild.INLINE_VIEWS)
         second = await rebuild.rebuild_inline(pool, ("users",))
         during = len(ack.users) - before
         await asyncio.sleep(0.2)
-    finally:
-        stop.set()
-        await asyncio.gather(*writers)
     assert during > 0, "writes were acknowledged while the rebuilds ran"
     assert first.events > 0 and second.events > 0
     assert ack.statuses.get(500, 0) == 0 and ack.statuses.get(-1, 0) == 0, ack.statuses
@@ -76,7 +85,7 @@ async def test_rebuild_during_write_load_loses_nothing_and_verify_is_clean(
 async def test_swapped_tables_keep_indexes_and_constraints(client: TestClient, pool: asyncpg.Pool, tenant: Tenant) -> None:
     """RFC 7643 4.1.1: userName stays unique per tenant after a rebuild (the unique index is
     rebuilt under its own name, which the write path maps to 409 uniqueness)."""
-    body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ada@example.com"}
+    body = {"schemas": [CORE_USER], "userName": "ada@example.com"}
     assert (await client.post("/scim/v2/Users", json=body, headers=tenant.headers)).status == 201
     async with pool.acquire() as conn:
         before = await conn.fetch(
@@ -108,7 +117,7 @@ async def test_verify_reports_a_tampered_row_and_the_cli_exits_non_zero(
     client: TestClient, pool: asyncpg.Pool, tenant: Tenant, dsn: str
 ) -> None:
     """A view row that no longer matches the log is reported, both ways."""
-    body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "grace@example.com"}
+    body = {"schemas": [CORE_USER], "userName": "grace@example.com"}
     r = await client.post("/scim/v2/Users", json=body, headers=tenant.headers)
     user_id = (await r.json(content_type=None))["id"]
     ok = await asyncio.to_thread(cli, "projections", "verify", "users", "groups", env=env_for(dsn), check=False)
@@ -127,7 +136,7 @@ async def test_verify_reports_a_tampered_row_and_the_cli_exits_non_zero(
 
 
 async def test_status_lists_inline_views_and_followers(client: TestClient, pool: asyncpg.Pool, tenant: Tenant, dsn: str) -> None:
-    body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "linus@example.com"}
+    body = {"schemas": [CORE_USER], "userName": "linus@example.com"}
     assert (await client.post("/scim/v2/Users", json=body, headers=tenant.headers)).status == 201
     await caught_up(pool, "audit", "seal")
     result = await asyncio.to_thread(cli, "projections", "status", env=env_for(dsn))
@@ -144,18 +153,10 @@ async def test_follower_rebuild_during_writes_then_verify_is_clean(
 ) -> None:
     """The audit trail and the seal rebuilt in shadow tables while writes go on: afterwards one
     audit row per event (none twice) and both verify clean against a replay."""
-    send = sender(client, tenant)
-    ack = Acknowledged()
-    await create_groups(send, ack, 2)
-    stop = asyncio.Event()
-    writers = [asyncio.create_task(writer(send, ack, stop, w)) for w in range(4)]
-    try:
+    async with write_load(client, tenant, groups=2, writers=4) as ack:
         await wait_until(lambda: len(ack.users) >= 20)
         for projection in follower_projections():
             await rebuild.rebuild_follower(pool, projection, batch_size=50)
-    finally:
-        stop.set()
-        await asyncio.gather(*writers)
     await caught_up(pool, "audit", "seal")
     async with pool.acquire() as conn:
         events = await conn.fetchval("SELECT count(*) FROM events")

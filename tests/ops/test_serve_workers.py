@@ -5,9 +5,7 @@ SIGTERM stops accepting, lets the request in flight finish, and exits 0."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-import subprocess
 import time
 import uuid
 
@@ -15,23 +13,7 @@ import aiohttp
 import asyncpg
 
 from tests.conftest import Tenant
-from tests.processes import SCIMLEDGER, env_for, free_port, wait_http
-
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of the exposition text (0 if absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)"
-    found = re.search(r"^" + pattern + "$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
-
-
-def _serve(env: dict[str, str], port: int, *, workers: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([*SCIMLEDGER, "serve", "--workers", str(workers), "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+from tests.support import CORE_USER, PATCH_OP, env_for, free_port, metric, serve, wait_http
 
 
 async def _blocked_on_lock(pool: asyncpg.Pool) -> bool:
@@ -44,11 +26,11 @@ async def test_two_workers_metrics_and_graceful_sigterm(dsn: str, pool: asyncpg.
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**env_for(dsn), "SCIMLEDGER_RATE_LIMIT": "10000"}
-    proc = _serve(env, port, workers=2)
+    proc = serve(env, port, "--workers", "2")
     try:
         await asyncio.to_thread(wait_http, f"{base}/healthz")
         async with aiohttp.ClientSession(headers=tenant.headers) as http:
-            async with http.post(f"{base}/scim/v2/Users", json={"schemas": [USER], "userName": "ops@example.com"}) as r:
+            async with http.post(f"{base}/scim/v2/Users", json={"schemas": [CORE_USER], "userName": "ops@example.com"}) as r:
                 assert r.status == 201
                 user_id = (await r.json(content_type=None))["id"]
             for _ in range(20):  # new connections: SO_REUSEPORT spreads them over both workers

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from service.runtime.followers import stop_tasks
+from service.http.followers import stop_tasks
 
 
 async def test_a_task_that_swallows_a_cancel_is_stopped_anyway() -> None:

@@ -12,9 +12,7 @@ from typing import Any
 
 import aiohttp
 
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+from tests.support import CORE_GROUP, CORE_USER, patch
 
 # (method, path, json, headers) -> (status, body); the aiohttp TestClient or a ClientSession
 Send = Callable[[str, str, Any], Awaitable[tuple[int, dict[str, Any]]]]
@@ -39,7 +37,7 @@ class Acknowledged:
 
 async def create_groups(send: Send, ack: Acknowledged, n: int) -> None:
     for i in range(n):
-        status, body = await send("POST", "/scim/v2/Groups", {"schemas": [GROUP], "displayName": f"team-{i}-{uuid.uuid4().hex[:6]}"})
+        status, body = await send("POST", "/scim/v2/Groups", {"schemas": [CORE_GROUP], "displayName": f"team-{i}-{uuid.uuid4().hex[:6]}"})
         assert status == 201, body
         ack.groups.append(body["id"])
 
@@ -51,7 +49,7 @@ async def writer(send: Send, ack: Acknowledged, stop: asyncio.Event, worker: int
             return
         try:
             status, body = await send("POST", "/scim/v2/Users", {
-                "schemas": [USER], "userName": f"w{worker}-{i}-{uuid.uuid4().hex[:8]}@example.com",
+                "schemas": [CORE_USER], "userName": f"w{worker}-{i}-{uuid.uuid4().hex[:8]}@example.com",
                 "name": {"givenName": "W", "familyName": str(i)}, "active": True,
             })
             ack.saw(status)
@@ -59,16 +57,16 @@ async def writer(send: Send, ack: Acknowledged, stop: asyncio.Event, worker: int
                 continue
             user_id = body["id"]
             ack.version(user_id, body)
-            status, body = await send("PATCH", f"/scim/v2/Users/{user_id}", {
-                "schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"title": f"t{i}", "active": i % 3 != 0}}],
-            })
+            status, body = await send("PATCH", f"/scim/v2/Users/{user_id}", patch(
+                {"op": "replace", "value": {"title": f"t{i}", "active": i % 3 != 0}},
+            ))
             ack.saw(status)
             if status == 200:
                 ack.version(user_id, body)
             group_id = ack.groups[(worker + i) % len(ack.groups)]
-            status, body = await send("PATCH", f"/scim/v2/Groups/{group_id}", {
-                "schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
-            })
+            status, body = await send("PATCH", f"/scim/v2/Groups/{group_id}", patch(
+                {"op": "add", "path": "members", "value": [{"value": user_id}]},
+            ))
             ack.saw(status)
             if status in (200, 204):
                 ack.members.add((group_id, user_id))

@@ -9,16 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.scim.errors import (
-    InvalidFilter,
-    InvalidPath,
-    InvalidSyntax,
-    InvalidValue,
-    Mutability,
-    NoTarget,
-    PayloadTooLarge,
-    ScimError,
-)
+from service.scim import errors
+from service.scim.errors import ScimError
 from service.scim.patch import MAX_OPERATIONS, MemberOp, PatchResult, apply_patch
 from service.scim.schema import (
     CORE_GROUP,
@@ -31,13 +23,10 @@ from service.scim.schema import (
     ResourceType,
     Schema,
 )
+from tests.support import patch
 
 BABS = "2819c223-7f76-453a-919d-413861904646"
 JAMES = "08e1d05d-121c-4561-8b96-473d93df9210"
-
-
-def body(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 def a_user(**extra: Any) -> dict[str, Any]:
@@ -49,11 +38,11 @@ def a_group() -> dict[str, Any]:
 
 
 def patch_user(resource: dict[str, Any], *operations: dict[str, Any]) -> PatchResult:
-    return apply_patch(resource, body(*operations), USER_RESOURCE)
+    return apply_patch(resource, patch(*operations), USER_RESOURCE)
 
 
 def patch_group(*operations: dict[str, Any]) -> PatchResult:
-    return apply_patch(a_group(), body(*operations), GROUP_RESOURCE)
+    return apply_patch(a_group(), patch(*operations), GROUP_RESOURCE)
 
 
 # -- RFC 7644 3.5.2.1 "Add Operation" examples -------------------------------------------------
@@ -104,7 +93,7 @@ def test_rfc7644_3_5_2_1_add_to_single_valued_replaces() -> None:
 
 def test_rfc7644_3_5_2_2_remove_without_path_is_no_target() -> None:
     """RFC 7644 3.5.2.2: if "path" is unspecified, 400 noTarget."""
-    with pytest.raises(NoTarget) as raised:
+    with pytest.raises(errors.NoTarget) as raised:
         patch_user(a_user(), {"op": "remove"})
     assert raised.value.scim_type == "noTarget"
 
@@ -169,13 +158,13 @@ def test_rfc7644_3_5_2_2_remove_sub_attribute_of_matched_values() -> None:
 
 def test_rfc7644_3_5_2_2_remove_filter_matching_nothing_is_no_target() -> None:
     """RFC 7644 3.12 noTarget: the filter yielded no match."""
-    with pytest.raises(NoTarget):
+    with pytest.raises(errors.NoTarget):
         patch_user(a_user(emails=[{"value": "a", "type": "home"}]), {"op": "remove", "path": 'emails[type eq "work"]'})
 
 
 def test_rfc7644_3_5_2_2_remove_required_attribute_is_mutability() -> None:
     """RFC 7644 3.5.2.2: removing a required attribute is 400 mutability."""
-    with pytest.raises(Mutability):
+    with pytest.raises(errors.Mutability):
         patch_user(a_user(), {"op": "remove", "path": "userName"})
 
 
@@ -183,7 +172,7 @@ def test_rfc7644_3_5_2_2_replace_required_with_null_is_mutability() -> None:
     """RFC 7644 3.5.2.2: making a required attribute unassigned is 400 mutability."""
     for operation in ({"op": "replace", "path": "userName", "value": None},
                       {"op": "replace", "value": {"userName": None}}):
-        with pytest.raises(Mutability):
+        with pytest.raises(errors.Mutability):
             patch_user(a_user(), operation)
 
 
@@ -245,9 +234,9 @@ def test_rfc7644_3_5_2_3_replace_absent_attribute_adds_it() -> None:
 
 def test_rfc7644_3_5_2_schemas_must_name_patch_op() -> None:
     """RFC 7644 3.5.2: the body's schemas is the PatchOp URI; else 400 invalidSyntax."""
-    with pytest.raises(InvalidSyntax):
+    with pytest.raises(errors.InvalidSyntax):
         apply_patch(a_user(), {"Operations": [{"op": "add", "path": "title", "value": "x"}]}, USER_RESOURCE)
-    with pytest.raises(InvalidSyntax):
+    with pytest.raises(errors.InvalidSyntax):
         apply_patch(a_user(), {"schemas": [CORE_USER], "Operations": [{"op": "add", "path": "title", "value": "x"}]},
                     USER_RESOURCE)
 
@@ -255,7 +244,7 @@ def test_rfc7644_3_5_2_schemas_must_name_patch_op() -> None:
 @pytest.mark.parametrize("operations", [None, [], {"op": "add"}, "add"])
 def test_rfc7644_3_5_2_operations_must_be_a_non_empty_array(operations: Any) -> None:
     """RFC 7644 3.5.2: the body MUST contain "Operations", an array of one or more ops."""
-    with pytest.raises(InvalidSyntax):
+    with pytest.raises(errors.InvalidSyntax):
         apply_patch(a_user(), {"schemas": [PATCH_OP], "Operations": operations}, USER_RESOURCE)
 
 
@@ -269,20 +258,20 @@ def test_body_keys_are_case_insensitive() -> None:
 @pytest.mark.parametrize("op", ["move", "", None, 3])
 def test_unknown_op_is_invalid_syntax(op: Any) -> None:
     """RFC 7644 3.5.2: "op" is one of "add", "remove", or "replace"."""
-    with pytest.raises(InvalidSyntax):
+    with pytest.raises(errors.InvalidSyntax):
         patch_user(a_user(), {"op": op, "path": "title", "value": "x"})
 
 
 def test_add_without_value_is_invalid_value() -> None:
     """RFC 7644 3.5.2.1: the operation MUST contain a "value" member."""
-    with pytest.raises(InvalidValue):
+    with pytest.raises(errors.InvalidValue):
         patch_user(a_user(), {"op": "add", "path": "title"})
 
 
 def test_too_many_operations_is_refused() -> None:
     """Guard: at most MAX_OPERATIONS operations (413, as for bulk maxOperations, RFC 7644 3.7.3)."""
     operations = [{"op": "add", "path": "title", "value": str(i)} for i in range(MAX_OPERATIONS + 1)]
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(errors.PayloadTooLarge):
         patch_user(a_user(), *operations)
 
 
@@ -296,7 +285,7 @@ def test_thousands_of_members_in_one_operation_are_fine() -> None:
 @pytest.mark.parametrize("path", ["id", "meta", "meta.version", "groups", f"{ENTERPRISE_USER}:manager.displayName"])
 def test_rfc7644_3_5_2_read_only_target_is_mutability(path: str) -> None:
     """RFC 7644 3.5.2: a client MUST NOT modify a readOnly attribute; 400 mutability."""
-    with pytest.raises(Mutability) as raised:
+    with pytest.raises(errors.Mutability) as raised:
         patch_user(a_user(), {"op": "replace", "path": path, "value": "x"})
     assert raised.value.scim_type == "mutability"
 
@@ -307,14 +296,14 @@ def test_rfc7644_3_5_2_immutable_set_once_then_refused() -> None:
     schema = Schema(id=CORE_USER, name="User", description="", attributes=(
         Attribute("userName", required=True), Attribute("badge", mutability="immutable")))
     resource_type = ResourceType(id="User", name="User", endpoint="/Users", description="", schema=schema)
-    first = apply_patch(a_user(), body({"op": "add", "path": "badge", "value": "1"}), resource_type)
+    first = apply_patch(a_user(), patch({"op": "add", "path": "badge", "value": "1"}), resource_type)
     assert first.resource["badge"] == "1"
-    same = apply_patch(first.resource, body({"op": "replace", "path": "badge", "value": "1"}), resource_type)
+    same = apply_patch(first.resource, patch({"op": "replace", "path": "badge", "value": "1"}), resource_type)
     assert same.changed is False
-    with pytest.raises(Mutability):
-        apply_patch(first.resource, body({"op": "replace", "path": "badge", "value": "2"}), resource_type)
-    with pytest.raises(Mutability):
-        apply_patch(first.resource, body({"op": "remove", "path": "badge"}), resource_type)
+    with pytest.raises(errors.Mutability):
+        apply_patch(first.resource, patch({"op": "replace", "path": "badge", "value": "2"}), resource_type)
+    with pytest.raises(errors.Mutability):
+        apply_patch(first.resource, patch({"op": "remove", "path": "badge"}), resource_type)
 
 
 def test_rfc7644_3_5_2_primary_true_demotes_the_others_on_add() -> None:
@@ -335,7 +324,7 @@ def test_rfc7644_3_5_2_primary_true_demotes_the_others_on_filtered_replace() -> 
 
 def test_two_primaries_in_one_value_is_invalid_value() -> None:
     """RFC 7643 2.4: primary true at most once."""
-    with pytest.raises(InvalidValue):
+    with pytest.raises(errors.InvalidValue):
         patch_user(a_user(), {"op": "replace", "path": "emails",
                               "value": [{"value": "a", "primary": True}, {"value": "b", "primary": True}]})
 
@@ -361,7 +350,7 @@ def test_patch_is_atomic() -> None:
     """RFC 7644 3.5.2: the PATCH is applied in full or not at all; the input is never mutated."""
     start = a_user(emails=[{"value": "a", "type": "work"}])
     snapshot = copy.deepcopy(start)
-    with pytest.raises(NoTarget):
+    with pytest.raises(errors.NoTarget):
         patch_user(start, {"op": "replace", "path": "title", "value": "x"},
                    {"op": "add", "path": "emails", "value": {"value": "b"}},
                    {"op": "remove", "path": 'emails[type eq "home"]'})
@@ -370,21 +359,21 @@ def test_patch_is_atomic() -> None:
 
 def test_value_filter_on_single_valued_is_invalid_path() -> None:
     """RFC 7644 3.5.2: a valuePath filter only applies to multi-valued attributes."""
-    with pytest.raises(InvalidPath):
+    with pytest.raises(errors.InvalidPath):
         patch_user(a_user(), {"op": "replace", "path": 'title[value eq "x"]', "value": "y"})
 
 
 @pytest.mark.parametrize("path", ['emails[type eq "work"', "name..givenName", "emails]", 'emails[type eq "work"]x'])
 def test_malformed_path_is_invalid_path(path: str) -> None:
     """RFC 7644 3.12 invalidPath: the path was invalid or malformed."""
-    with pytest.raises(InvalidPath) as raised:
+    with pytest.raises(errors.InvalidPath) as raised:
         patch_user(a_user(), {"op": "replace", "path": path, "value": "y"})
     assert raised.value.scim_type == "invalidPath"
 
 
 def test_malformed_value_filter_is_invalid_filter() -> None:
     """RFC 7644 3.12 invalidFilter: the part inside the brackets is a filter."""
-    with pytest.raises(InvalidFilter):
+    with pytest.raises(errors.InvalidFilter):
         patch_user(a_user(), {"op": "replace", "path": "emails[type eq]", "value": "y"})
 
 
@@ -430,7 +419,7 @@ def test_whole_extension_by_urn_path() -> None:
 
 def test_members_filter_other_than_value_is_refused() -> None:
     """Members are not in the stored group: only `value eq` filters can name them."""
-    with pytest.raises(InvalidFilter):
+    with pytest.raises(errors.InvalidFilter):
         patch_group({"op": "remove", "path": 'members[display eq "Babs"]'})
 
 
@@ -442,7 +431,7 @@ def test_members_remove_by_or_filter() -> None:
 
 def test_nested_group_member_add_is_refused() -> None:
     """Nested groups are not supported: 400 invalidValue."""
-    with pytest.raises(InvalidValue, match="nested groups"):
+    with pytest.raises(errors.InvalidValue, match="nested groups"):
         patch_group({"op": "add", "path": "members", "value": [{"value": "g", "type": "Group"}]})
 
 

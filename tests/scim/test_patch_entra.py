@@ -14,17 +14,13 @@ from service.scim.schema import (
     CORE_USER,
     ENTERPRISE_USER,
     GROUP_RESOURCE,
-    PATCH_OP,
     USER_RESOURCE,
 )
+from tests.support import patch
 
 MANAGER = "26118915-6090-4610-87e4-49d8ca9f808d"
 MEMBER_1 = "0f3b8d3a-2c3b-4a0b-9b1e-7b5b2b8e2a11"
 MEMBER_2 = "7d2a6c1e-6f0a-4d3c-8f2b-1c9e0d5a4b22"
-
-
-def entra(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 def entra_user(**extra: Any) -> dict[str, Any]:
@@ -32,7 +28,7 @@ def entra_user(**extra: Any) -> dict[str, Any]:
 
 
 def patch_user(resource: dict[str, Any], *operations: dict[str, Any]) -> PatchResult:
-    return apply_patch(resource, entra(*operations), USER_RESOURCE)
+    return apply_patch(resource, patch(*operations), USER_RESOURCE)
 
 
 def test_capitalised_replace_with_string_boolean_disables() -> None:
@@ -133,7 +129,7 @@ def test_path_less_replace_with_extension_object() -> None:
 
 def test_stray_keys_in_operations_and_body_are_ignored() -> None:
     """Entra adds keys RFC 7644 3.5.2 does not define (`id`, `name`); they are ignored."""
-    body = entra({"op": "Replace", "path": "displayName", "value": "x", "id": "abc", "name": "nope"})
+    body = patch({"op": "Replace", "path": "displayName", "value": "x", "id": "abc", "name": "nope"})
     body["id"] = "abc"
     result = apply_patch(entra_user(), body, USER_RESOURCE)
     assert result.resource["displayName"] == "x"
@@ -142,7 +138,7 @@ def test_stray_keys_in_operations_and_body_are_ignored() -> None:
 def test_remove_members_with_value_list_removes_only_those() -> None:
     """Entra's `Remove` on `members` with a value list removes only the listed members, never all."""
     group = {"schemas": [CORE_GROUP], "displayName": "G"}
-    result = apply_patch(group, entra({"op": "Remove", "path": "members", "value": [{"value": MEMBER_1}]}),
+    result = apply_patch(group, patch({"op": "Remove", "path": "members", "value": [{"value": MEMBER_1}]}),
                          GROUP_RESOURCE)
     assert result.member_ops == [MemberOp("remove", [MEMBER_1])]
 
@@ -150,7 +146,7 @@ def test_remove_members_with_value_list_removes_only_those() -> None:
 def test_add_members_then_remove_one() -> None:
     """RFC 7644 3.5.2.1 / 3.5.2.2 in Entra's casing."""
     group = {"schemas": [CORE_GROUP], "displayName": "G"}
-    result = apply_patch(group, entra(
+    result = apply_patch(group, patch(
         {"op": "Add", "path": "members", "value": [{"value": MEMBER_1}, {"value": MEMBER_2}]},
         {"op": "Remove", "path": "members", "value": [{"value": MEMBER_2}]},
     ), GROUP_RESOURCE)
@@ -160,7 +156,7 @@ def test_add_members_then_remove_one() -> None:
 def test_group_rename_and_external_id() -> None:
     """RFC 7644 3.5.2.3 replace of displayName and externalId on a group."""
     group = {"schemas": [CORE_GROUP], "displayName": "G"}
-    result = apply_patch(group, entra({"op": "Replace", "path": "displayName", "value": "G2"},
+    result = apply_patch(group, patch({"op": "Replace", "path": "displayName", "value": "G2"},
                                       {"op": "Replace", "path": "externalId", "value": "e1"}), GROUP_RESOURCE)
     assert result.resource == {"schemas": [CORE_GROUP], "displayName": "G2", "externalId": "e1"}
 

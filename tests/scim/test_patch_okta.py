@@ -6,15 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from service.scim.patch import MemberOp, PatchResult, apply_patch
-from service.scim.schema import CORE_GROUP, CORE_USER, GROUP_RESOURCE, PATCH_OP, USER_RESOURCE
+from service.scim.schema import CORE_GROUP, CORE_USER, GROUP_RESOURCE, USER_RESOURCE
+from tests.support import patch
 
 GROUP_ID = "abf4dd94-a4c0-4f67-89c9-76b03340cb9b"
 OLD_MEMBER = "89bb1940-b905-4575-9e7f-6f887cfb368e"
 NEW_MEMBER = "23a35c27-23d3-4c03-b4c5-6443c09e7173"
-
-
-def okta(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 def okta_user() -> dict[str, Any]:
@@ -30,12 +27,12 @@ def okta_user() -> dict[str, Any]:
 
 def patch_group(*operations: dict[str, Any]) -> PatchResult:
     group = {"schemas": [CORE_GROUP], "displayName": "Test SCIMv2"}
-    return apply_patch(group, okta(*operations), GROUP_RESOURCE)
+    return apply_patch(group, patch(*operations), GROUP_RESOURCE)
 
 
 def test_deactivate_with_path_less_replace_active_false() -> None:
     """RFC 7644 3.5.2.3 path-less replace; Okta deactivates with `{"active": false}`."""
-    result = apply_patch(okta_user(), okta({"op": "replace", "value": {"active": False}}), USER_RESOURCE)
+    result = apply_patch(okta_user(), patch({"op": "replace", "value": {"active": False}}), USER_RESOURCE)
     assert result.resource == {**okta_user(), "active": False}
     assert result.changed is True
 
@@ -43,19 +40,19 @@ def test_deactivate_with_path_less_replace_active_false() -> None:
 def test_reactivate_with_path_less_replace_active_true() -> None:
     """RFC 7644 3.5.2.3; Okta reactivation is the same shape with `true`."""
     inactive = {**okta_user(), "active": False}
-    result = apply_patch(inactive, okta({"op": "replace", "value": {"active": True}}), USER_RESOURCE)
+    result = apply_patch(inactive, patch({"op": "replace", "value": {"active": True}}), USER_RESOURCE)
     assert result.resource["active"] is True
 
 
 def test_repeated_deactivation_changes_nothing() -> None:
     """Okta retries: a second deactivation is not a change (no event written)."""
     inactive = {**okta_user(), "active": False}
-    assert apply_patch(inactive, okta({"op": "replace", "value": {"active": False}}), USER_RESOURCE).changed is False
+    assert apply_patch(inactive, patch({"op": "replace", "value": {"active": False}}), USER_RESOURCE).changed is False
 
 
 def test_password_change_with_path_less_replace() -> None:
     """RFC 7643 4.1.1 password is writeOnly; Okta sync-password sends it path-less."""
-    result = apply_patch(okta_user(), okta({"op": "replace", "value": {"password": "t1meMa$heen"}}), USER_RESOURCE)
+    result = apply_patch(okta_user(), patch({"op": "replace", "value": {"password": "t1meMa$heen"}}), USER_RESOURCE)
     assert result.password == "t1meMa$heen"
     assert result.changed is False
 
@@ -73,7 +70,7 @@ def test_put_style_path_less_replace_of_the_whole_user() -> None:
         "active": True,
         "meta": {"resourceType": "User"},
     }
-    result = apply_patch(okta_user(), okta({"op": "replace", "value": value}), USER_RESOURCE)
+    result = apply_patch(okta_user(), patch({"op": "replace", "value": value}), USER_RESOURCE)
     assert result.resource == {
         "schemas": [CORE_USER],
         "userName": "test.user@okta.local",

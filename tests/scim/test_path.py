@@ -80,16 +80,17 @@ def test_rfc7644_3_5_2_password_is_a_valid_patch_target() -> None:
     assert resolve_path(parse_path("password"), U).attribute.name == "password"
 
 
-@pytest.mark.parametrize(
-    ("text", "detail"),
-    [
-        ("foo", "unknown attribute 'foo'"),
-        ("name.foo", "unknown sub-attribute 'name.foo'"),
-        ('emails[type eq "work"].foo', "unknown sub-attribute 'emails.foo'"),
-        ("urn:example:ext:1.0:User:x", "unknown schema URN"),
-        ("schemas", "unknown attribute 'schemas'"),
-    ],
-)
+# (path, what the error's detail says)
+UNKNOWN_ATTRIBUTES = [
+    ("foo", "unknown attribute 'foo'"),
+    ("name.foo", "unknown sub-attribute 'name.foo'"),
+    ('emails[type eq "work"].foo', "unknown sub-attribute 'emails.foo'"),
+    ("urn:example:ext:1.0:User:x", "unknown schema URN"),
+    ("schemas", "unknown attribute 'schemas'"),
+]
+
+
+@pytest.mark.parametrize(("text", "detail"), UNKNOWN_ATTRIBUTES)
 def test_rfc7644_3_5_2_unknown_attributes_are_unknown_attribute(text: str, detail: str) -> None:
     """RFC 7644 3.5.2 invalidPath: an unknown attribute is UnknownAttribute (an InvalidPath) so
     the PATCH engine may ignore it."""
@@ -120,14 +121,15 @@ def test_rfc7644_3_5_2_malformed_paths_are_invalid_path(text: str, detail: str) 
     assert not isinstance(caught.value, UnknownAttribute)
 
 
-@pytest.mark.parametrize(
-    ("text", "detail"),
-    [
-        ("userName[value eq \"x\"]", "needs a multi-valued complex attribute"),
-        ("name[givenName eq \"x\"]", "needs a multi-valued complex attribute"),
-        ("emails.value[type eq \"x\"]", "needs a multi-valued complex attribute"),
-    ],
-)
+# (path, what the error's detail says)
+FILTERS_ON_SINGLE_VALUES = [
+    ("userName[value eq \"x\"]", "needs a multi-valued complex attribute"),
+    ("name[givenName eq \"x\"]", "needs a multi-valued complex attribute"),
+    ("emails.value[type eq \"x\"]", "needs a multi-valued complex attribute"),
+]
+
+
+@pytest.mark.parametrize(("text", "detail"), FILTERS_ON_SINGLE_VALUES)
 def test_rfc7644_3_5_2_value_filter_on_a_non_multi_valued_attribute_is_invalid_path(text: str, detail: str) -> None:
     """RFC 7644 3.5.2: valuePath applies to multi-valued complex attributes."""
     with pytest.raises(InvalidPath, match=detail):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from projections.domain.decide import Changes, changes_between
 from service.scim.errors import InvalidSyntax, InvalidValue
 from service.scim.resource import (
     MAX_VALUES,
-    apply_changes,
-    changed_fields,
     normalize,
 )
 from service.scim.schema import (
@@ -22,6 +21,21 @@ from service.scim.schema import (
 MANAGER_ID = "26118915-6090-4610-87e4-49d8ca9f808d"
 
 
+def bjensen_core() -> dict[str, object]:
+    """RFC 7643 8.2's enterprise user: the core attributes, which are stored as sent (a fresh
+    copy each call, so the body and the expected resource share no objects)."""
+    return {
+        "externalId": "701984",
+        "userName": "bjensen@example.com",
+        "name": {"formatted": "Ms. Barbara J Jensen, III", "familyName": "Jensen", "givenName": "Barbara"},
+        "emails": [
+            {"value": "bjensen@example.com", "type": "work", "primary": True},
+            {"value": "babs@jensen.org", "type": "home"},
+        ],
+        "active": True,
+    }
+
+
 def user(**extra: object) -> dict[str, object]:
     return {"schemas": [CORE_USER], "userName": "bjensen", **extra}
 
@@ -32,14 +46,7 @@ def test_rfc7643_8_2_full_user_is_stored_in_canonical_shape() -> None:
     body = {
         "schemas": [CORE_USER, ENTERPRISE_USER],
         "id": "2819c223-7f76-453a-919d-413861904646",
-        "externalId": "701984",
-        "userName": "bjensen@example.com",
-        "name": {"formatted": "Ms. Barbara J Jensen, III", "familyName": "Jensen", "givenName": "Barbara"},
-        "emails": [
-            {"value": "bjensen@example.com", "type": "work", "primary": True},
-            {"value": "babs@jensen.org", "type": "home"},
-        ],
-        "active": True,
+        **bjensen_core(),
         "password": "t1meMa$heen",
         "groups": [{"value": "e9e30dba-f08f-4109-8486-d5c6a331660a", "display": "Tour Guides"}],
         ENTERPRISE_USER: {
@@ -54,14 +61,7 @@ def test_rfc7643_8_2_full_user_is_stored_in_canonical_shape() -> None:
     assert out.members is None
     assert out.resource == {
         "schemas": [CORE_USER, ENTERPRISE_USER],
-        "externalId": "701984",
-        "userName": "bjensen@example.com",
-        "name": {"formatted": "Ms. Barbara J Jensen, III", "familyName": "Jensen", "givenName": "Barbara"},
-        "emails": [
-            {"value": "bjensen@example.com", "type": "work", "primary": True},
-            {"value": "babs@jensen.org", "type": "home"},
-        ],
-        "active": True,
+        **bjensen_core(),
         ENTERPRISE_USER: {
             "employeeNumber": "701984",
             "department": "Tour Operations",
@@ -308,8 +308,8 @@ def test_changed_fields_top_level_diff_round_trips() -> None:
     old = {"schemas": [CORE_USER], "userName": "b", "title": "x", "name": {"givenName": "B"}}
     new = {"schemas": [CORE_USER, ENTERPRISE_USER], "userName": "b", "name": {"givenName": "C"},
            ENTERPRISE_USER: {"department": "X"}}
-    diff = changed_fields(old, new)
-    assert diff == {"set": {"schemas": [CORE_USER, ENTERPRISE_USER], "name": {"givenName": "C"},
-                            ENTERPRISE_USER: {"department": "X"}}, "removed": ["title"]}
-    assert apply_changes(old, diff) == new
-    assert changed_fields(new, new) == {"set": {}, "removed": []}
+    diff = changes_between(old, new)
+    assert diff == Changes(set={"schemas": [CORE_USER, ENTERPRISE_USER], "name": {"givenName": "C"},
+                                ENTERPRISE_USER: {"department": "X"}}, removed=["title"])
+    assert diff.apply_to(old) == new
+    assert changes_between(new, new) == Changes(set={}, removed=[])

@@ -14,13 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from service.app import tenancy
 from tests.conftest import make_tenant
-from tests.processes import cli, env_for
+from tests.support import bearer, cli, env_for
 
 SPC = "/scim/v2/ServiceProviderConfig"
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 async def run(*args: str, dsn: str, check: bool = True, **env: str):

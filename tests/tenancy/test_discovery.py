@@ -15,9 +15,8 @@ from aiohttp.test_utils import TestClient
 from service.runtime.config import Settings
 from service.scim import schema
 from tests.conftest import Tenant
+from tests.support import ERROR_SCHEMA, LIST_RESPONSE
 
-ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-LIST = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 BASE = "/scim/v2"
 DISCOVERY_PATHS = [
     "/ServiceProviderConfig", "/ResourceTypes", "/ResourceTypes/User", "/Schemas",
@@ -60,7 +59,7 @@ async def test_bulk_is_not_served(client: TestClient, tenant: Tenant) -> None:
     """bulk.supported is false (RFC 7644 3.7): /Bulk is not an endpoint."""
     resp = await client.post(f"{BASE}/Bulk", headers=tenant.headers, json={})
     assert resp.status in (404, 405, 501)
-    assert (await resp.json(content_type=None))["schemas"] == [ERROR]
+    assert (await resp.json(content_type=None))["schemas"] == [ERROR_SCHEMA]
 
 
 async def test_etag_is_true_of_users(client: TestClient, tenant: Tenant) -> None:
@@ -78,7 +77,7 @@ async def test_etag_is_true_of_users(client: TestClient, tenant: Tenant) -> None
 
 async def test_resource_types_list_and_each_one(client: TestClient, tenant: Tenant) -> None:
     status, listing = await get(client, tenant, "/ResourceTypes")
-    assert status == 200 and listing["schemas"] == [LIST]
+    assert status == 200 and listing["schemas"] == [LIST_RESPONSE]
     by_id = {rt["id"]: rt for rt in listing["Resources"]}
     assert set(by_id) == {"User", "Group"} and listing["totalResults"] == 2
     assert by_id["User"]["endpoint"] == "/Users" and by_id["User"]["schema"] == schema.CORE_USER
@@ -96,7 +95,7 @@ async def test_schemas_list_every_resource_and_discovery_schema(client: TestClie
     """8.7.1 (User, Group, EnterpriseUser) and 8.7.2 (ServiceProviderConfig, ResourceType,
     Schema), which scim2-tester's core_schemas_validation requires."""
     status, listing = await get(client, tenant, "/Schemas")
-    assert status == 200 and listing["schemas"] == [LIST]
+    assert status == 200 and listing["schemas"] == [LIST_RESPONSE]
     names = {s["name"] for s in listing["Resources"]}
     assert names == {"User", "EnterpriseUser", "Group", "ServiceProviderConfig", "ResourceType", "Schema"}
     for s in listing["Resources"]:
@@ -149,7 +148,7 @@ async def test_unknown_schema_or_resource_type_is_a_scim_404(client: TestClient,
     """RFC 7644 3.12; scim2-tester's access_invalid_schema / access_invalid_resource_type."""
     for path in ("/Schemas/urn:nope", "/ResourceTypes/Nope", "/Schemas/00000000-0000-0000-0000-000000000000"):
         status, body = await get(client, tenant, path)
-        assert status == 404 and body["schemas"] == [ERROR] and body["status"] == "404", path
+        assert status == 404 and body["schemas"] == [ERROR_SCHEMA] and body["status"] == "404", path
 
 
 async def test_filter_on_discovery_is_forbidden(client: TestClient, tenant: Tenant) -> None:
@@ -158,7 +157,7 @@ async def test_filter_on_discovery_is_forbidden(client: TestClient, tenant: Tena
     for path in DISCOVERY_PATHS:
         for key in ("filter", "Filter"):
             status, body = await get(client, tenant, f'{path}?{key}=name eq "User"')
-            assert status == 403 and body["schemas"] == [ERROR] and body["status"] == "403", path
+            assert status == 403 and body["schemas"] == [ERROR_SCHEMA] and body["status"] == "403", path
 
 
 async def test_other_query_parameters_on_discovery_are_ignored(client: TestClient, tenant: Tenant) -> None:
@@ -177,7 +176,7 @@ async def test_discovery_endpoints_are_read_only(client: TestClient, tenant: Ten
             resp = await client.request(method, BASE + path, headers=tenant.headers, json={})
             assert resp.status == 405, (method, path)
             assert "GET" in resp.headers["Allow"]
-            assert (await resp.json(content_type=None))["schemas"] == [ERROR]
+            assert (await resp.json(content_type=None))["schemas"] == [ERROR_SCHEMA]
 
 
 # --- the characteristics are true of the handlers ---------------------------------------------------
@@ -287,7 +286,7 @@ async def test_required_attributes_are_required(client: TestClient, tenant: Tena
     """userName (User) and displayName (Group) are required: true."""
     resp = await client.post(BASE + path, headers=tenant.headers, json=body)
     assert resp.status == 400
-    assert (await resp.json(content_type=None))["schemas"] == [ERROR]
+    assert (await resp.json(content_type=None))["schemas"] == [ERROR_SCHEMA]
 
 
 async def test_user_name_is_server_unique_and_not_case_exact(client: TestClient, tenant: Tenant) -> None:

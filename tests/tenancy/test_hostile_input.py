@@ -17,11 +17,8 @@ from structlog.testing import capture_logs
 
 from service.runtime.config import Settings
 from tests.conftest import Tenant
+from tests.support import CORE_GROUP, CORE_USER, ERROR_SCHEMA, SEARCH_REQUEST, patch
 
-ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 LIMIT = 64 * 1024  # a small body limit for these tests, so oversized bodies stay cheap
 
 
@@ -69,7 +66,7 @@ async def refused(
     assert resp.status == status, (method, path, resp.status, text[:300])
     assert resp.content_type == "application/scim+json", (method, path)
     body = json.loads(text)
-    assert body["schemas"] == [ERROR] and body["status"] == str(status) and body["detail"]
+    assert body["schemas"] == [ERROR_SCHEMA] and body["status"] == str(status) and body["detail"]
     if scim_type is not None:
         assert body.get("scimType") == scim_type, (method, path, body)
     assert await s.events() == before, (method, path)
@@ -121,7 +118,7 @@ async def test_huge_arrays_are_refused_or_handled_without_a_trace(seeded: Seeded
     never a 500."""
     unknown = [{"value": f"00000000-0000-0000-0000-{i:012d}"} for i in range(900)]
     await refused(seeded, "PATCH", f"/scim/v2/Groups/{seeded.group_id}", status=400, scim_type="invalidValue",
-                  data=_json({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": unknown}]}))
+                  data=_json(patch({"op": "add", "path": "members", "value": unknown})))
     await refused(seeded, "POST", "/scim/v2/Users", status=400,
                   data=_json({"schemas": [CORE_USER], "userName": "arr@example.com", "emails": [1] * 10_000}))
 
@@ -148,8 +145,7 @@ async def test_absurd_filters_are_invalid_filter(seeded: Seeded) -> None:
         assert await seeded.events() == before
         assert not [e for e in logs if "exc_info" in e]
         resp = await seeded.client.post("/scim/v2/Users/.search", headers=seeded.headers(),
-                                        json={"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-                                              "filter": text})
+                                        json={"schemas": [SEARCH_REQUEST], "filter": text})
         assert resp.status == 400 and (await resp.json(content_type=None))["scimType"] == "invalidFilter"
 
 
@@ -161,7 +157,7 @@ async def test_traversal_and_sql_looking_ids_are_scim_404(seeded: Seeded) -> Non
             await refused(seeded, "GET", path, status=404)
             await refused(seeded, "DELETE", path, status=404)
             await refused(seeded, "PATCH", path, status=404, data=_json(
-                {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": "x"}]}))
+                patch({"op": "replace", "path": "displayName", "value": "x"})))
     await refused(seeded, "GET", "/scim/v2/../../etc/passwd", status=404)
 
 
@@ -178,5 +174,5 @@ async def test_wrong_methods_get_405_with_allow(seeded: Seeded) -> None:
         resp = await seeded.client.request(method, path, headers=seeded.headers(), data=b"{}")
         body = await resp.json(content_type=None)
         assert resp.status == 405 and resp.headers["Allow"], (method, path)
-        assert body["schemas"] == [ERROR] and body["status"] == "405"
+        assert body["schemas"] == [ERROR_SCHEMA] and body["status"] == "405"
         assert await seeded.events() == before

@@ -14,11 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant, make_tenant
+from tests.support import CORE_GROUP, CORE_USER, SEARCH_REQUEST, patch
 
-CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 USER_NAME = "shared.name@example.com"
 
 
@@ -56,7 +53,7 @@ async def world(client: TestClient, pool: asyncpg.Pool) -> World:
 
 
 def _patch(path: str, value: Any, op: str = "replace") -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": [{"op": op, "path": path, "value": value}]}
+    return patch({"op": op, "path": path, "value": value})
 
 
 def _requests(kind: str, resource_id: str) -> list[tuple[str, str, Any]]:
@@ -111,7 +108,7 @@ async def test_b_group_lists_and_searches_see_nothing_of_a(world: World) -> None
     for kind, flt in (("Users", f'userName eq "{USER_NAME}"'), ("Groups", 'displayName eq "Engineering"'),
                       ("Users", f'id eq "{world.user_id}"')):
         status, page = await world.call(world.b, "POST", f"/scim/v2/{kind}/.search",
-                                        {"schemas": [SEARCH], "filter": flt})
+                                        {"schemas": [SEARCH_REQUEST], "filter": flt})
         assert status == 200 and page["totalResults"] == 0, (kind, flt)
 
 

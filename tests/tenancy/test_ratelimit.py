@@ -23,9 +23,8 @@ from service.app.ratelimit import Limit, LocalBucket, RateLimiter, retry_after
 from service.http.app import create_app
 from service.runtime.config import Settings
 from tests.conftest import Tenant, make_tenant
+from tests.support import CORE_USER, ERROR_SCHEMA
 
-ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 SPC = "/scim/v2/ServiceProviderConfig"
 
 
@@ -76,7 +75,7 @@ async def test_over_the_limit_gives_429_with_retry_after_and_scim_body(
     assert resp.content_type == "application/scim+json"
     assert resp.headers["Retry-After"].isdigit() and int(resp.headers["Retry-After"]) >= 1
     body = await resp.json(content_type=None)
-    assert body["schemas"] == [ERROR] and body["status"] == "429" and "rate limit" in body["detail"]
+    assert body["schemas"] == [ERROR_SCHEMA] and body["status"] == "429" and "rate limit" in body["detail"]
 
 
 async def test_a_throttled_write_changes_nothing_and_is_logged_as_429(

@@ -12,11 +12,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant, make_tenant
-from tests.processes import cli, env_for
-
-ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+from tests.support import CORE_USER, ERROR_SCHEMA, cli, env_for, patch
 
 
 def user(name: str, active: bool = True) -> dict[str, Any]:
@@ -24,7 +20,7 @@ def user(name: str, active: bool = True) -> dict[str, Any]:
 
 
 def set_active(active: bool) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": active}]}
+    return patch({"op": "replace", "path": "active", "value": active})
 
 
 async def counts(pool: asyncpg.Pool, tenant: Tenant) -> tuple[int, int]:
@@ -38,7 +34,7 @@ async def counts(pool: asyncpg.Pool, tenant: Tenant) -> tuple[int, int]:
 async def assert_seat_refusal(resp: Any) -> None:
     assert resp.status == 403
     body = await resp.json(content_type=None)
-    assert body["schemas"] == [ERROR] and body["status"] == "403"
+    assert body["schemas"] == [ERROR_SCHEMA] and body["status"] == "403"
     assert "seat limit" in body["detail"]
 
 
@@ -75,8 +71,8 @@ async def test_reactivation_by_patch_beyond_the_limit_is_refused(client: TestCli
     await assert_seat_refusal(resp)
     assert await counts(pool, tenant) == before
     # Entra's form: a path-less Replace with the boolean as a string
-    resp = await client.patch(f"/scim/v2/Users/{idle['id']}", headers=tenant.headers, json={
-        "schemas": [PATCH_OP], "Operations": [{"op": "Replace", "value": {"active": "True"}}]})
+    resp = await client.patch(f"/scim/v2/Users/{idle['id']}", headers=tenant.headers, json=patch(
+        {"op": "Replace", "value": {"active": "True"}}))
     await assert_seat_refusal(resp)
     assert await counts(pool, tenant) == before
 

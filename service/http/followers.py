@@ -25,9 +25,8 @@ import structlog
 from aiohttp import web
 
 from eventstore.codecs import init_connection
-from projections.followers.audit import AuditProjection
+from projections import registry
 from projections.followers.runner import CHANNEL, FollowerRunner, Projection
-from projections.followers.seal import SealProjection
 from service.http.keys import DSN, POOL, SETTINGS
 
 log = structlog.get_logger("scimledger.followers")
@@ -37,8 +36,8 @@ WRITE_PREFIX = "/scim/v2/"
 
 
 def projections() -> list[Projection]:
-    """The async projections, each run by one active follower."""
-    return [AuditProjection(), SealProjection()]
+    """The async projections (projections.registry), each run by one active follower."""
+    return registry.followers()
 
 
 class CommitNotifier:

@@ -1,0 +1,162 @@
+"""Use cases on groups: create, read, replace, patch, delete, list, and the members of each.
+
+Members are Users only: a member of type "Group" (a nested group) is refused with invalidValue
+by the protocol layer. Neither Okta nor Entra pushes nested groups, and flattening them would
+make the audit trail's "who was in this group" ambiguous (docs/decisions.md).
+
+Writers of one group are serialised by a row lock on the group (SELECT ... FOR UPDATE), so
+concurrent PATCHes adding different members all land without retries. Member resolution is
+policy and lives here: every id added must be an existing User of the tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from projections.domain import decide
+from projections.domain.actor import Actor
+from projections.domain.errors import InvalidMember, ResourceNotFound
+from projections.domain.events import Event, GroupMembersAdded, GroupMembersRemoved
+from projections.domain.folds import GroupRow
+from projections.domain.members import (
+    MemberOp,
+    decide_members,
+    ids_named,
+    member_uuid,
+    needs_full_list,
+)
+from projections.views import groups as groups_view
+from service.app.columns import GROUPS_TARGET
+from service.app.listing import Page, find_page
+from service.app.paging import PageCursors
+from service.app.preconditions import Target, check_version, parse_id
+from service.scim.patch import MemberOp as PatchMemberOp
+from service.scim.patch import apply_patch
+from service.scim.query import ListQuery
+from service.scim.resource import normalize
+from service.scim.schema import GROUP_RESOURCE
+
+
+async def get_group(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str, *, for_update: bool = False
+) -> GroupRow:
+    group_id = parse_id(raw_id)
+    row = await groups_view.get(conn, tenant_id, group_id, for_update=for_update) if group_id else None
+    if row is None:
+        raise ResourceNotFound(f"Group {raw_id} not found")
+    return row
+
+
+async def _locked(conn: asyncpg.Connection, target: Target) -> GroupRow:
+    """The group a write aims at, locked for update, at the version the client holds."""
+    current = await get_group(conn, target.tenant.id, target.raw_id, for_update=True)
+    check_version(target.if_match, current.version)
+    return current
+
+
+async def _member_events(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, group_id: uuid.UUID | None, ops: Sequence[MemberOp]
+) -> list[Event]:
+    """Validate the ids added (each an existing User of the tenant) and decide the net change."""
+    if not ops:
+        return []
+    named = ids_named(ops)
+    to_add = {member_uuid(v) for op in ops if op.kind in ("add", "replace") for v in op.values}
+    if to_add:
+        known = await groups_view.existing_users(conn, tenant_id, list(to_add))
+        unknown = sorted(str(m) for m in to_add - known)
+        if unknown:
+            raise InvalidMember(f"unknown member id(s): {', '.join(unknown[:10])}"
+                                + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+    present: set[uuid.UUID] = set()
+    full: set[uuid.UUID] | None = None
+    if group_id is not None:
+        if needs_full_list(ops):
+            full = await groups_view.all_member_ids(conn, tenant_id, group_id)
+        elif named:
+            present = await groups_view.present_members(conn, tenant_id, group_id, list(named))
+    elif needs_full_list(ops):
+        full = set()
+    change = decide_members(ops, present, full)
+    events: list[Event] = []
+    if change.removed:
+        events.append(GroupMembersRemoved(members=[str(m) for m in change.removed]))
+    if change.added:
+        events.append(GroupMembersAdded(members=[str(m) for m in change.added]))
+    return events
+
+
+def _members_to_op(members: list[dict[str, Any]] | None, kind: str) -> list[MemberOp]:
+    if members is None:
+        return []
+    return [PatchMemberOp(kind, [str(m["value"]) for m in members])]  # type: ignore[arg-type]
+
+
+async def create_group(conn: asyncpg.Connection, tenant_id: uuid.UUID, body: dict[str, Any], actor: Actor) -> GroupRow:
+    """POST /Groups (RFC 7644 3.3), with its initial members."""
+    normalized = normalize(body, GROUP_RESOURCE)
+    async with conn.transaction():
+        events = decide.create_group(normalized.resource)
+        events += await _member_events(conn, tenant_id, None, _members_to_op(normalized.members, "add"))
+        return await groups_view.write(conn, tenant_id, uuid.uuid4(), None, events, actor.metadata())
+
+
+async def replace_group(conn: asyncpg.Connection, target: Target, body: dict[str, Any]) -> GroupRow:
+    """PUT: displayName/externalId replaced; `members` given replaces the list, `members`
+    absent leaves it as it is (Okta's PUT for a rename carries no members)."""
+    normalized = normalize(body, GROUP_RESOURCE)
+    async with conn.transaction():
+        current = await _locked(conn, target)
+        events = decide.update_group(current.resource, normalized.resource)
+        events += await _member_events(conn, target.tenant.id, current.id, _members_to_op(normalized.members, "replace"))
+        if not events:
+            return current
+        return await groups_view.write(conn, target.tenant.id, current.id, current, events, target.actor.metadata())
+
+
+async def patch_group(conn: asyncpg.Connection, target: Target, body: dict[str, Any]) -> GroupRow:
+    """PATCH (RFC 7644 3.5.2): attribute operations and member operations, in one transaction."""
+    async with conn.transaction():
+        current = await _locked(conn, target)
+        result = apply_patch(current.resource, body, GROUP_RESOURCE)
+        events = decide.update_group(current.resource, result.resource)
+        events += await _member_events(conn, target.tenant.id, current.id, result.member_ops)
+        if not events:
+            return current
+        return await groups_view.write(conn, target.tenant.id, current.id, current, events, target.actor.metadata())
+
+
+async def delete_group(conn: asyncpg.Connection, target: Target) -> None:
+    async with conn.transaction():
+        current = await _locked(conn, target)
+        await groups_view.delete(conn, current, decide.delete_group(current.resource), target.actor.metadata())
+
+
+async def remove_member_everywhere(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, member_id: uuid.UUID, metadata: dict[str, Any]
+) -> list[uuid.UUID]:
+    """A deleted user leaves every group: group.members_removed (reason user.deleted) on each
+    group's stream, in the caller's transaction. Returns the group ids."""
+    left = await groups_view.groups_with_member(conn, tenant_id, member_id)
+    for row in left:
+        event = GroupMembersRemoved(members=[str(member_id)], reason="user.deleted")
+        await groups_view.write(conn, tenant_id, row.id, row, [event], metadata)
+    return [row.id for row in left]
+
+
+async def member_batches(conn: asyncpg.Connection, row: GroupRow) -> AsyncIterator[list[uuid.UUID]]:
+    """The group's member ids in batches from a server-side cursor inside a transaction, so a
+    group of 100,000 members is never held in memory at once."""
+    async with conn.transaction():
+        async for batch in groups_view.members(conn, row.tenant_id, row.id):
+            yield [r["member_id"] for r in batch]
+
+
+async def list_groups(conn: asyncpg.Connection, tenant_id: uuid.UUID, query: ListQuery, cursors: PageCursors) -> Page[GroupRow]:
+    """GET /Groups and POST /Groups/.search (RFC 7644 3.4.2, 3.4.3): one page of groups."""
+    return await find_page(conn, tenant_id, query, GROUPS_TARGET, groups_view.search, "g.ordinal", cursors)
+
