@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -71,6 +71,22 @@ ORDER BY p.{identifier(order_by)}"""
 
 
 async def first_unreferenced(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, upto: Checkpoint, *, table: str, **columns: str
+) -> int | None:
+    """The lowest position of the tenant's events at or before the checkpoint `upto` that no row
+    of `table` names (None: every one is named). `columns`: as for `unreferenced`."""
+    return (await unreferenced(conn, tenant_id, upto, table=table, **columns)).behind
+
+
+class Unreferenced(NamedTuple):
+    """The tenant's events that no row of a follower's table names."""
+
+    behind: int | None  # the lowest position among those at or before the checkpoint
+    lowest: int | None  # the lowest position among all of them
+    after: int  # how many lie after the checkpoint
+
+
+async def unreferenced(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,
     upto: Checkpoint,
@@ -78,15 +94,19 @@ async def first_unreferenced(
     table: str,
     tenant_column: str = "tenant_id",
     position_column: str = "position",
-) -> int | None:
-    """The lowest position of the tenant's events at or before the checkpoint `upto` that no row
-    of `table` names (None: every one is named)."""
+) -> Unreferenced:
+    """The tenant's events that no row of `table` names, relative to the checkpoint `upto`
+    (see Unreferenced): one pass over the tenant's events."""
     t, tc, pc = identifier(table), identifier(tenant_column), identifier(position_column)
-    value = await conn.fetchval(
-        f"""SELECT min(e.global_position) FROM events e
+    record = await conn.fetchrow(
+        f"""SELECT min(e.global_position) FILTER (
+                       WHERE (e.transaction_id, e.global_position) <= ($2::text::xid8, $3)) AS behind,
+                   min(e.global_position) AS lowest,
+                   count(*) FILTER (WHERE (e.transaction_id, e.global_position) > ($2::text::xid8, $3)) AS after
+            FROM events e
             WHERE e.tenant_id = $1
-              AND (e.transaction_id, e.global_position) <= ($2::text::xid8, $3)
               AND NOT EXISTS (SELECT 1 FROM {t} s WHERE s.{tc} = e.tenant_id AND s.{pc} = e.global_position)""",
         tenant_id, str(upto[0]), upto[1],
     )
-    return None if value is None else int(value)
+    assert record is not None
+    return Unreferenced(record["behind"], record["lowest"], int(record["after"]))

@@ -2,17 +2,23 @@
 
 Each is one statement on an index of `events`: the checkpoint comparisons use the
 (transaction_id, global_position) index a follower reads along, so the cost is the events after
-the checkpoint, not the whole log.
+the checkpoint, not the whole log. What a scrape or an auditor's request asks about a follower
+(`lag_after`, `pending_after`) is bounded further: it walks at most `LAG_CAP` + 1 entries of that
+index, however far behind a failed or stopped follower is; beyond the cap it says "more".
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
 from eventstore.store import Checkpoint
+
+# the most events after a checkpoint that a lag or freshness question counts (see module doc)
+LAG_CAP = 10_000
 
 
 async def head_position(conn: asyncpg.Connection) -> int:
@@ -29,16 +35,89 @@ async def count_events(conn: asyncpg.Connection, stream_types: Sequence[str] | N
     ))
 
 
-async def lag_after(conn: asyncpg.Connection, after: Checkpoint) -> tuple[int, float]:
-    """(events after `after`, seconds since the oldest of them was recorded; 0 when none)."""
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The committed events after a checkpoint, counted up to a cap."""
+
+    events: int  # how many (at most the cap)
+    capped: bool  # there are more than the cap: `events` is a lower bound
+    seconds: float  # since the oldest of those counted was recorded (0 when none)
+    tenant_first: int | None  # the lowest position among them of the tenant asked about
+    bound: int  # the highest position handed out so far (0 on an empty log)
+
+
+# The highest position handed out: it bounds every position committed so far (aborted and
+# still-open transactions hold some below it too). One read of the sequence, not of the log.
+_BOUND = "coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'global_position')::regclass), 0)"
+
+# The first $3 events in the follower's (transaction id, position) order after the checkpoint:
+# an index range scan that stops after $3 rows.
+PENDING_SQL = f"""SELECT count(*) AS n,
+       coalesce(extract(epoch FROM now() - min(s.recorded_at)), 0)::float8 AS seconds,
+       min(s.global_position) FILTER (WHERE s.tenant_id = $4) AS tenant_first,
+       {_BOUND} AS bound
+FROM (SELECT tenant_id, global_position, recorded_at FROM events
+      WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+      ORDER BY events.transaction_id, events.global_position LIMIT $3) s"""
+
+
+async def pending_after(
+    conn: asyncpg.Connection, after: Checkpoint, *, tenant_id: uuid.UUID | None = None, cap: int = LAG_CAP
+) -> Pending:
+    """What a follower at checkpoint `after` has still to apply: counted up to `cap`, the age of
+    the oldest, the first position of `tenant_id` among them, and the log's position bound."""
+    record = await conn.fetchrow(PENDING_SQL, str(after[0]), after[1], cap + 1, tenant_id)
+    assert record is not None
+    n = int(record["n"])
+    return Pending(
+        events=min(n, cap), capped=n > cap, seconds=max(0.0, float(record["seconds"])),
+        tenant_first=record["tenant_first"], bound=int(record["bound"]),
+    )
+
+
+async def position_bound(conn: asyncpg.Connection) -> int:
+    """The highest global position handed out so far (0 on an empty log): every committed event
+    lies at or below it. Constant cost, unlike `head_position`."""
+    return int(await conn.fetchval(f"SELECT {_BOUND}"))
+
+
+async def lag_after(conn: asyncpg.Connection, after: Checkpoint, *, cap: int = LAG_CAP) -> tuple[int, float]:
+    """(events after `after`, counted up to `cap`; seconds since the oldest of them was
+    recorded, 0 when none). Bounded: a follower far behind costs `cap` index entries, not the
+    rest of the log."""
+    pending = await pending_after(conn, after, cap=cap)
+    return pending.events, pending.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class EventKey:
+    """Where an event is, without its payload: what a follower needs to step over an event the
+    codec cannot decode (a number out of range in an old event's JSON, say)."""
+
+    tenant_id: uuid.UUID
+    transaction_id: int
+    global_position: int
+    stream_id: uuid.UUID
+    type: str
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return (self.transaction_id, self.global_position)
+
+
+async def next_key(conn: asyncpg.Connection, after: Checkpoint) -> EventKey | None:
+    """The key of the event `read_all(after=after, limit=1)` would return (same order, same
+    visibility rule), read without decoding its payload."""
     record = await conn.fetchrow(
-        """SELECT count(*) AS n,
-                  coalesce(extract(epoch FROM now() - min(recorded_at)), 0)::float8 AS seconds
-           FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2)""",
+        """SELECT tenant_id, transaction_id::text::bigint AS transaction_id, global_position,
+                  stream_id, left(type, 200) AS type
+           FROM events
+           WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           ORDER BY events.transaction_id, events.global_position LIMIT 1""",
         str(after[0]), after[1],
     )
-    assert record is not None
-    return int(record["n"]), max(0.0, float(record["seconds"]))
+    return None if record is None else EventKey(**dict(record.items()))
 
 
 async def count_after(conn: asyncpg.Connection, tenant_id: uuid.UUID, after: Checkpoint) -> int:

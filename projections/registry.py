@@ -7,7 +7,10 @@
 
 `projections rebuild / verify / status`, the metrics and the follower runners of `serve` read
 this table; nothing else names a projection's tables. The order of the inline views is also the
-order their tables are locked in (the writers' order).
+order their tables are locked in (the writers' order). The followers' shared bookkeeping,
+`projection_checkpoints` and `projection_dead_letters`, belongs to the runner
+(projections/followers/runner.py, dead_letters.py), one row per projection (and event), not to
+any one projection's table list.
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@ is folded from) and `audit_target_names` (every name a target ever had), so `tar
 alice's events after she was renamed or deleted. The payload is not copied: queries join `events`
 on its primary key (eventstore.references).
 
+No key of an index this follower writes can outgrow a btree row, whatever an old event holds
+(projections/migrations/0012_follower_isolation.sql): names are found by the SHA-256 of the
+lower-cased name, the actor's label and token id by their first 200 characters, and each query
+rechecks the whole value. An event it still cannot apply is dead-lettered by the runner (EVENT
+isolation): that one event is missing, the tenant's answers say so, every other event lands.
+
 Where the reads come from:
 - the event search, exports and histories read the audit view: it lags the log by the
   follower's lag (well under a second at rest, docs/audit.md), and gives every row its name;
@@ -37,6 +43,7 @@ from projections.domain.folds import (
     apply_user,
     target_name,
 )
+from projections.followers.dead_letters import EVENT
 
 NAME_ATTRIBUTE = {"user": "userName", "group": "displayName"}
 STREAM_TYPES = tuple(NAME_ATTRIBUTE)
@@ -148,6 +155,7 @@ class AuditProjection:
     """The "audit" follower: one audit_events row per event, plus the target names."""
 
     name: str = "audit"
+    isolation: str = EVENT  # an event it cannot apply is left out alone (runner module doc)
 
     async def handle(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
         keys = sorted({(e.tenant_id, e.stream_id) for e in events})
@@ -184,8 +192,9 @@ class AuditProjection:
         if every_name:
             ordered = sorted(every_name)
             await conn.execute(
-                """INSERT INTO audit_target_names (tenant_id, name_key, stream_id)
-                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])
+                """INSERT INTO audit_target_names (tenant_id, name_hash, name_key, stream_id)
+                   SELECT n.tenant_id, sha256(convert_to(n.name_key, 'UTF8')), n.name_key, n.stream_id
+                   FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS n(tenant_id, name_key, stream_id)
                    ON CONFLICT DO NOTHING""",
                 [n[0] for n in ordered], [n[1] for n in ordered], [n[2] for n in ordered],
             )
@@ -225,8 +234,9 @@ async def target_streams(conn: asyncpg.Connection, tenant_id: uuid.UUID, target:
         if found is not None:
             ids.add(found)
     records = await conn.fetch(
-        "SELECT stream_id FROM audit_target_names WHERE tenant_id = $1 AND name_key = lower($2)",
-        tenant_id, target,
+        """SELECT stream_id FROM audit_target_names
+           WHERE tenant_id = $1 AND name_hash = sha256(convert_to($2, 'UTF8')) AND name_key = $2""",
+        tenant_id, target.lower(),
     )
     ids.update(r["stream_id"] for r in records)
     return sorted(ids)
@@ -274,12 +284,14 @@ def search_sql(
     if stream_ids is not None:
         where.append(f"a.stream_id = any({param(stream_ids)}::uuid[])")
     if query.actor is not None:
+        # the indexes hold the first 200 characters (migration 0012); the whole value rechecked
+        p = param(query.actor)
+        label = f"(left(a.actor_label, 200) = left({p}, 200) AND a.actor_label = {p})"
         try:
             uuid.UUID(query.actor)
-            p = param(query.actor)
-            where.append(f"(a.actor_token_id = {p} OR a.actor_label = {p})")
+            where.append(f"({label} OR (left(a.actor_token_id, 200) = left({p}, 200) AND a.actor_token_id = {p}))")
         except ValueError:
-            where.append(f"a.actor_label = {param(query.actor)}")
+            where.append(label)
     if query.since is not None:
         where.append(f"a.recorded_at >= {param(query.since)}")
     if query.until is not None:

@@ -19,6 +19,12 @@ holds even against someone who bypassed the append-only triggers. What it cannot
 rewrite of the events AND a consistent recomputation of the whole seal table by someone with
 write access to both, or the removal of the newest events with their seals. Against those, keep
 the head hash (`verify` reports it) somewhere the database's writers cannot reach and compare.
+
+An event the follower cannot seal (the codec cannot decode it, say) cannot be skipped: the next
+link would hash over a hole. The seal isolates per tenant (TENANT, projections/followers/runner.py):
+that tenant's chain stops at the event, which becomes a dead letter, and the tenant's later
+events stay unsealed until a rebuild; every other tenant's chain goes on. `verify` reports the
+stop (`blockedAt`), counts the events from there on as unsealed, and never as a break.
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
-from eventstore.references import WithEvents, first_unreferenced
-from eventstore.stats import count_after
-from eventstore.store import BEGINNING, RecordedEvent
+from eventstore.references import WithEvents, unreferenced
+from eventstore.store import BEGINNING, Checkpoint, RecordedEvent
+from projections.followers import dead_letters
+from projections.followers.dead_letters import TENANT
 from projections.followers.runner import load_checkpoint
 
 NAME = "seal"
@@ -63,6 +70,7 @@ class SealProjection:
     """The "seal" follower: extends each tenant's chain with the batch's events."""
 
     name: str = NAME
+    isolation: str = TENANT  # a chain cannot skip a link: a bad event stops its tenant only
 
     async def handle(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
         tenants = sorted({e.tenant_id for e in events})
@@ -108,6 +116,8 @@ class SealReport:
     head_hash: str | None
     follower_state: str | None
     first_break: ChainBreak | None
+    blocked_at: int | None = None  # the position where the tenant's chain stopped (a dead letter)
+    first_unsealed: int | None = None  # the lowest position of the tenant's events not sealed
 
     @property
     def ok(self) -> bool:
@@ -122,6 +132,7 @@ class SealReport:
                 "seq": self.head_seq, "position": self.head_position, "hash": self.head_hash,
             },
             "followerState": self.follower_state,
+            "blockedAt": self.blocked_at,
             "firstBreak": None if self.first_break is None else {
                 "position": self.first_break.position,
                 "problem": self.first_break.problem,
@@ -156,9 +167,13 @@ async def verify(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, prefetch: in
             head_position = r["position"]
         sealed = expected_seq - 1
         after = checkpoint.checkpoint if checkpoint else BEGINNING
+        blocked = (await dead_letters.of_tenant(conn, NAME, tenant_id)).first
+        if blocked is not None:  # the chain stopped there: the tenant's later events are unsealed
+            after = min(after, _just_before(blocked))
         # an event at or behind the checkpoint that was never sealed was slipped in afterwards
-        inserted = await first_unreferenced(conn, tenant_id, after, table="audit_seals")
-        unsealed = await count_after(conn, tenant_id, after)
+        # (with, in the same pass, the lowest position not sealed at all, and the count of the
+        # events after the checkpoint, which are not sealed yet)
+        inserted, first_unsealed, unsealed = await unreferenced(conn, tenant_id, after, table="audit_seals")
         head_hash = await conn.fetchval(
             "SELECT hash FROM audit_seals WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id
         )
@@ -176,7 +191,15 @@ async def verify(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, prefetch: in
         head_hash=head_hash.hex() if head_hash is not None else None,
         follower_state=checkpoint.state if checkpoint else None,
         first_break=first_break,
+        blocked_at=blocked[1] if blocked else None,
+        first_unsealed=first_unsealed,
     )
+
+
+def _just_before(checkpoint: Checkpoint) -> Checkpoint:
+    """The greatest checkpoint before `checkpoint` (positions are integers): `<= _just_before(c)`
+    is `< c`."""
+    return (checkpoint[0], checkpoint[1] - 1)
 
 
 def _check(r: asyncpg.Record, tenant_id: uuid.UUID, expected_seq: int, previous: bytes) -> ChainBreak | None:

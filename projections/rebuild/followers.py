@@ -6,21 +6,30 @@ in-flight batch), replays the last events, moves the shadow tables into place an
 checkpoint to the shadow's, in one transaction. The runner's next batch finds its checkpoint
 moved and re-reads from the new one. Which tables a follower writes comes from
 projections.registry.
+
+The replay isolates what it cannot apply exactly as the runner does (runner.follow): an event
+that fails becomes a dead letter in a shadow copy of `projection_dead_letters`, and the swap
+replaces the projection's live dead letters with those. So a rebuild never fails on one bad
+event, and after a fix it leaves no dead letter for the events that apply now. An error that is
+the projection's (runner.SYSTEMIC_ERRORS, or the breaker) fails the rebuild, nothing swapped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import structlog
 
-from eventstore.stats import count_events
-from eventstore.store import BEGINNING, Checkpoint, read_all
+from eventstore.stats import EventKey, count_events
+from eventstore.store import BEGINNING, Checkpoint, RecordedEvent
 from projections import registry
+from projections.followers import dead_letters
 from projections.followers import runner as follower
 from projections.followers.runner import Projection
 from projections.rebuild.common import RebuildError, RebuildLock, RebuildResult, differences
@@ -57,7 +66,12 @@ async def _prepare_follower_shadow(conn: asyncpg.Connection, tables: Sequence[st
         for index in shadow.indexes:
             for statement in index_sql(index, f"{SHADOW_SCHEMA}.{table}", index.name):
                 await conn.execute(statement)
-    return schemas.pop()
+    live = schemas.pop()
+    await conn.execute(
+        f"""CREATE TABLE {SHADOW_SCHEMA}.{dead_letters.TABLE}
+            (LIKE {live}.{dead_letters.TABLE} INCLUDING ALL)"""
+    )
+    return live
 
 
 async def rebuild_follower(
@@ -119,6 +133,10 @@ async def _swap_follower(
         for t in tables:
             await conn.execute(f"DROP TABLE {live}.{t}")
             await conn.execute(f"ALTER TABLE {SHADOW_SCHEMA}.{t} SET SCHEMA {live}")
+        await dead_letters.clear(conn, projection.name, schema=live)
+        await conn.execute(
+            f"INSERT INTO {live}.{dead_letters.TABLE} SELECT * FROM {SHADOW_SCHEMA}.{dead_letters.TABLE}"
+        )
         await conn.execute(
             """UPDATE projection_checkpoints
                SET tx = $2::text::xid8, position = $3, updated_at = now(), state = $4,
@@ -166,24 +184,38 @@ async def verify_follower(
     return found
 
 
+@dataclass
+class _Shadow:
+    """The replay's target (runner.Target): each unit a transaction with the shadow schema first
+    on the search_path, so the projection's unqualified tables, and the dead letters, resolve to
+    the shadow copies."""
+
+    conn: asyncpg.Connection
+    search_path: str
+
+    @asynccontextmanager
+    async def unit(self, after: Checkpoint, upto: Checkpoint) -> AsyncIterator[None]:
+        async with self.conn.transaction():
+            await self.conn.execute(f"SET LOCAL search_path = {SHADOW_SCHEMA}, {self.search_path}")
+            yield
+            await self.conn.execute(f"SET LOCAL search_path = {self.search_path}")
+
+    async def failed(self, event: RecordedEvent | EventKey, error: BaseException) -> None:
+        raise RebuildError(
+            f"the projection cannot apply the event at position {event.global_position}, and not "
+            f"for that event alone: {follower.error_text(error)}"
+        ) from error
+
+
 async def _replay_into_shadow(
     conn: asyncpg.Connection, projection: Projection, after: Checkpoint, batch_size: int,
     progress: Progress | None, *, until: Checkpoint | None = None,
 ) -> Checkpoint:
-    """Feed the log after `after` (up to `until` included, if given) to `projection.handle`
-    with the shadow schema first on the search_path; returns the new checkpoint."""
-    search_path = await conn.fetchval("SHOW search_path")
-    while until is None or after < until:
-        events = await read_all(conn, after=after, limit=batch_size)
-        if until is not None:
-            events = [e for e in events if e.checkpoint <= until]
-        if not events:
-            return after
-        async with conn.transaction():
-            await conn.execute(f"SET LOCAL search_path = {SHADOW_SCHEMA}, {search_path}")
-            await projection.handle(conn, events)
-            await conn.execute(f"SET LOCAL search_path = {search_path}")
-        after = events[-1].checkpoint
-        if progress is not None:
-            progress.advance(len(events))
-    return after
+    """Feed the log after `after` (up to `until` included, if given) to the projection, into
+    the shadow tables, isolating what cannot be applied; returns the new checkpoint."""
+    target = _Shadow(conn, str(await conn.fetchval("SHOW search_path")))
+    _, reached = await follower.follow(
+        conn, projection, target, after, batch_size=batch_size, until=until,
+        progress=progress.advance if progress is not None else None,
+    )
+    return reached

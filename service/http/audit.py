@@ -4,6 +4,13 @@ The authentication middleware admits only `audit` tokens here; every query filte
 caller's tenant (service.app.audit), so another tenant's ids answer 404 exactly like ids that
 never existed. Bad parameters answer 400 with an RFC 7644 section 3.12 body.
 
+Every answer says how fresh it is (service/app/freshness.py): the headers `Audit-Complete-Through`
+and `Audit-Complete`, and in a JSON body that is not a SCIM resource the fields `completeThrough`,
+`complete` and `incompleteReason`. The state as of a moment is a SCIM resource (its schema has no
+such attribute) read from the log itself: headers only. An answer from the audit view that would
+be stale (follower failed, stopped or far behind) is a 503 with Retry-After instead, decided
+before anything is read, so an export never starts a stream it would have to cut.
+
     GET /audit/v1/events?type=&target=&actor=&since=&until=&cursor=&limit=
     GET /audit/v1/events/export?format=csv|jsonl&type=&target=&actor=&since=&until=&cursor=
     GET /audit/v1/users/{id}/history, /audit/v1/groups/{id}/history   (?cursor=&limit=)
@@ -16,14 +23,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
+import asyncpg
 from aiohttp import web
 from multidict import MultiMapping
 
-from service.app import audit
+from service.app import audit, freshness
+from service.app.freshness import Freshness
 from service.http.context import base_url, connection
 from service.http.keys import PRINCIPAL
 from service.http.wire import json_response
-from service.scim.errors import InvalidValue
+from service.scim.errors import InvalidValue, ScimError
 from service.scim.render import render_group_with_members, render_user
 
 SEARCH_PARAMS = frozenset({"type", "target", "actor", "since", "until", "cursor", "limit"})
@@ -42,31 +51,52 @@ def single_values(params: MultiMapping[str] | Mapping[str, str], allowed: frozen
     return out
 
 
+async def _fresh_trail(conn: asyncpg.Connection, request: web.Request) -> Freshness:
+    """The audit view's freshness for the caller's tenant; a 503 if the answer would be stale."""
+    fresh = await freshness.of_audit_trail(conn, request[PRINCIPAL].tenant_id)
+    if fresh.retry_after is not None:
+        raise ScimError(
+            f"the audit trail cannot answer completely now: {fresh.reason}", status=503,
+            headers={"Retry-After": str(fresh.retry_after), **fresh.headers()},
+        )
+    return fresh
+
+
+def _answer(body: dict[str, object], fresh: Freshness) -> web.Response:
+    response = json_response({**body, **fresh.fields()})
+    response.headers.update(fresh.headers())
+    return response
+
+
 async def list_events(request: web.Request) -> web.Response:
     query = audit.parse_search(single_values(request.query, SEARCH_PARAMS))
     async with connection(request) as conn:
+        fresh = await _fresh_trail(conn, request)
         body = await audit.search_events(conn, request[PRINCIPAL].tenant_id, query)
-    return json_response(body)
+    return _answer(body, fresh)
 
 
 async def export_events(request: web.Request) -> web.StreamResponse:
-    """Any range as CSV or JSON Lines, streamed page by page (bounded memory, chunked)."""
+    """Any range as CSV or JSON Lines, streamed page by page (bounded memory, chunked). The
+    freshness travels in the headers, decided before the first byte."""
     values = single_values(request.query, (SEARCH_PARAMS - {"limit"}) | {"format"})
     fmt = values.pop("format", "jsonl")
     if fmt not in audit.EXPORT_FORMATS:
         raise InvalidValue("format must be csv or jsonl")
     query = audit.parse_search(values)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": f"{audit.EXPORT_FORMATS[fmt]}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="audit-events.{fmt}"',
-        }
-    )
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    if fmt == "csv":
-        await response.write(audit.csv_lines([], header=True))
     async with connection(request) as conn:
+        fresh = await _fresh_trail(conn, request)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": f"{audit.EXPORT_FORMATS[fmt]}; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="audit-events.{fmt}"',
+                **fresh.headers(),
+            }
+        )
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if fmt == "csv":
+            await response.write(audit.csv_lines([], header=True))
         async for page in audit.walk(conn, request[PRINCIPAL].tenant_id, query):
             await response.write(audit.csv_lines(page) if fmt == "csv" else audit.jsonl_lines(page))
     await response.write_eof()
@@ -78,10 +108,11 @@ async def _history(request: web.Request, kind: str) -> web.Response:
     after = audit.decode_cursor(values["cursor"]) if "cursor" in values else 0
     limit = audit.parse_limit(values.get("limit"), audit.MAX_LIMIT)
     async with connection(request) as conn:
+        fresh = await _fresh_trail(conn, request)
         body = await audit.history(
             conn, request[PRINCIPAL].tenant_id, kind, request.match_info["id"], after=after, limit=limit
         )
-    return json_response(body)
+    return _answer(body, fresh)
 
 
 async def user_history(request: web.Request) -> web.Response:
@@ -99,25 +130,35 @@ def _as_of(request: web.Request) -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _from_the_log(resource: dict[str, object], fresh: Freshness) -> web.Response:
+    response = json_response(resource)
+    response.headers.update(fresh.headers())
+    return response
+
+
 async def user_state(request: web.Request) -> web.Response:
     """The user exactly as it was at `asOf` (default: now), folded from its one stream."""
     moment = _as_of(request)
     async with connection(request) as conn:
+        fresh = await freshness.of_log(conn)
         row = await audit.user_as_of(conn, request[PRINCIPAL].tenant_id, request.match_info["id"], moment)
-    return json_response(render_user(row, base_url(request), None))
+    return _from_the_log(render_user(row, base_url(request), None), fresh)
 
 
 async def group_state(request: web.Request) -> web.Response:
     """The group and its members exactly as they were at `asOf` (default: now)."""
     moment = _as_of(request)
     async with connection(request) as conn:
+        fresh = await freshness.of_log(conn)
         row, members = await audit.group_as_of(conn, request[PRINCIPAL].tenant_id, request.match_info["id"], moment)
-    return json_response(render_group_with_members(row, members, base_url(request)))
+    return _from_the_log(render_group_with_members(row, members, base_url(request)), fresh)
 
 
 async def verify(request: web.Request) -> web.Response:
-    """The state of the tenant's seal chain, recomputed from its events now."""
+    """The state of the tenant's seal chain, recomputed from its events now. Never refused for
+    freshness: a stopped seal must not hide a break in what it sealed (`complete` says so)."""
     single_values(request.query, frozenset())
     async with connection(request) as conn:
         report = await audit.verify(conn, request[PRINCIPAL].tenant_id)
-    return json_response(report.to_json())
+        fresh = await freshness.of_seal(conn, request[PRINCIPAL].tenant_id, report)
+    return _answer(report.to_json(), fresh)

@@ -17,6 +17,10 @@ What is measured where:
   The first scrape of a process counts the whole log once. Every worker computes the same
   global total, so it does not matter which one answers.
 - projection lag (events and seconds) and state: from projection_checkpoints at scrape time.
+  The lag in events is counted up to eventstore.stats.LAG_CAP (10,000), so a scrape costs at
+  most that many index entries however far behind a failed follower is.
+- dead letters per follower (`scimledger_follower_dead_letters`): events a follower could not
+  apply and stepped over (projections/followers/dead_letters.py), counted up to 10,000.
 - pool use: size and idle connections of each worker's pool (gauges summed over live workers).
 """
 
@@ -44,6 +48,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from eventstore.stats import counts_by_type_below_xmin
+from projections import registry
+from projections.followers import dead_letters
 from projections.followers import runner as follower
 from service.http.keys import POOL
 
@@ -145,13 +151,21 @@ async def database_families(conn: asyncpg.Connection, events: EventCounts) -> li
     state = GaugeMetricFamily(
         "scimledger_projection_state", "1 for the state a follower is in", labels=["projection", "state"]
     )
-    for row in await follower.all_checkpoints(conn):
+    rows = await follower.all_checkpoints(conn)
+    for row in rows:
         lag = await follower.lag(conn, row.name)
         lag_events.add_metric([row.name], lag.events)
         lag_seconds.add_metric([row.name], lag.seconds)
         for s in (follower.RUNNING, follower.STOPPED, follower.FAILED):
             state.add_metric([row.name, s], 1.0 if row.state == s else 0.0)
-    return [appended, lag_events, lag_seconds, state]
+    dead = GaugeMetricFamily(
+        "scimledger_follower_dead_letters", "events a follower could not apply and stepped over",
+        labels=["projection"],
+    )
+    names = sorted(set(registry.FOLLOWER_NAMES) | {r.name for r in rows})
+    for name, n in (await dead_letters.counts(conn, names)).items():
+        dead.add_metric([name], n)
+    return [appended, lag_events, lag_seconds, state, dead]
 
 
 EVENT_COUNTS = web.AppKey("metrics_event_counts", EventCounts)

@@ -33,7 +33,11 @@ async def test_cli_catches_the_followers_up_itself_when_serve_is_not_running(dsn
         assert (await follower.lag(conn, "seal")).events == 0
 
 
-async def test_cli_reports_a_failed_projection_instead_of_hiding_it(dsn: str, pool: asyncpg.Pool) -> None:
+async def test_cli_reports_dead_letters_and_a_failed_projection_instead_of_hiding_them(
+    dsn: str, pool: asyncpg.Pool
+) -> None:
+    """The CLI answers from the same view as the API: an event the audit could not apply is
+    named on stderr (and by `projections dead-letters`), and so is a follower that has failed."""
     env = env_for(dsn)
     await asyncio.to_thread(cli, "tenant", "create", "acme", env=env)
     async with pool.acquire() as conn:
@@ -45,5 +49,15 @@ async def test_cli_reports_a_failed_projection_instead_of_hiding_it(dsn: str, po
             tenant_id,
         )
     result = await asyncio.to_thread(cli, "audit", "events", "--tenant", "acme", env=env)
-    assert f"the audit projection is failed at position {bad}" in result.stderr
-    assert "resource" in result.stderr  # the error names what is missing
+    assert "the audit projection has 1 dead-lettered event(s)" in result.stderr
+    listed = await asyncio.to_thread(cli, "projections", "dead-letters", "audit", env=env)
+    [line] = [ln for ln in listed.stdout.splitlines()[1:] if ln.strip()]
+    assert line.split()[:3] == [str(bad), str(tenant_id), "user.created"]
+    assert "resource" in line  # the error names what is missing
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE projection_checkpoints SET state = 'failed', error = 'boom', failed_position = $1 WHERE name = 'audit'",
+            bad,
+        )
+    result = await asyncio.to_thread(cli, "audit", "events", "--tenant", "acme", env=env)
+    assert f"the audit projection is failed at position {bad}: boom" in result.stderr

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from eventstore.codecs import init_connection
 from eventstore.store import NewEvent, RecordedEvent, append
 from projections.domain.events import UserCreated, UserUpdated, encode_event
+from projections.followers import dead_letters
 from projections.followers import runner as follower
 from projections.followers.audit import AuditProjection
 from projections.followers.seal import SealProjection
@@ -96,39 +97,107 @@ async def test_gap_free_under_concurrent_writes_committed_out_of_position_order(
     assert commit_order != sorted(commit_order)
 
 
-async def test_a_failing_event_stops_the_projection_with_its_position_and_error(
+async def _malformed(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> int:
+    """An event whose payload the audit cannot fold (a deactivation of nobody, no userName)."""
+    return int(await conn.fetchval(
+        """INSERT INTO events (tenant_id, stream_type, stream_id, version, type, data, metadata)
+           VALUES ($1, 'user', gen_random_uuid(), 1, 'user.deactivated', '{"type": "user.deactivated"}', '{}')
+           RETURNING global_position""",
+        tenant_id,
+    ))
+
+
+async def test_an_event_the_audit_cannot_apply_is_dead_lettered_and_every_other_event_lands(
     pool: asyncpg.Pool, tenant: Tenant
 ) -> None:
-    """Never skip silently: everything before the bad event lands, the bad event's position and
-    the error are recorded, nothing after it is applied, and the failure is logged at error."""
+    """Never skip silently, never stop for everyone: the bad event is recorded as a dead letter
+    (projection, tenant, position, error), logged at error level, and the follower goes on: the
+    events before and after it are applied, the checkpoint passes it, the state stays running."""
     async with pool.acquire() as conn:
         good_before = [await append_user(conn, tenant.id, f"u{i}") for i in range(3)]
-        bad_stream = uuid.uuid4()
-        bad = await conn.fetchval(
-            """INSERT INTO events (tenant_id, stream_type, stream_id, version, type, data, metadata)
-               VALUES ($1, 'user', $2, 1, 'user.deactivated', '{"type": "user.deactivated"}', '{}')
-               RETURNING global_position""",
-            tenant.id, bad_stream,
-        )
-        await append_user(conn, tenant.id, "after")
+        bad = await _malformed(conn, tenant.id)
+        after = await append_user(conn, tenant.id, "after")
         with capture_logs() as logs:
             state = await follower.catch_up(conn, AuditProjection())
-        assert state == follower.FAILED
+        assert state == follower.RUNNING
         row = await follower.load_checkpoint(conn, "audit")
-        assert row is not None and row.state == follower.FAILED and row.failed_position == bad
-        assert row.error is not None and "user_name" in row.error
+        assert row is not None and row.state == follower.RUNNING and row.failed_position is None
         audited = {r[0] for r in await conn.fetch("SELECT stream_id FROM audit_events")}
-        assert audited == set(good_before)  # nothing of the bad event or after it
-        before_bad = await conn.fetchval("SELECT max(global_position) FROM events WHERE global_position < $1", bad)
-        assert row.checkpoint[1] == before_bad
-        # it stays stopped: another catch-up applies nothing and keeps the record
-        assert await follower.catch_up(conn, AuditProjection()) == follower.FAILED
-        assert await conn.fetchval("SELECT count(*) FROM audit_events") == 3
+        assert audited == {*good_before, after}  # everything but the bad event
+        [dead] = await dead_letters.listing(conn, "audit")
+        assert (dead.tenant_id, dead.position, dead.type) == (tenant.id, bad, "user.deactivated")
+        assert "user_name" in dead.error
+        assert (await follower.lag(conn, "audit")).events == 0
+        # applied again (a second catch-up, a restart) it is dead-lettered once, not twice
+        assert await follower.catch_up(conn, AuditProjection()) == follower.RUNNING
+        await follower.restart(conn, AuditProjection())
+        assert await follower.catch_up(conn, AuditProjection()) == follower.RUNNING
+        assert [d.position for d in await dead_letters.listing(conn, "audit")] == [bad]
         # the seal does not decode payloads: it seals the malformed event like any other
         assert await follower.catch_up(conn, SealProjection()) == follower.RUNNING
         assert await conn.fetchval("SELECT count(*) FROM audit_seals") == 5
-    [failure] = [e for e in logs if e["event"] == "follower.failed"]
-    assert failure["log_level"] == "error" and failure["position"] == bad and failure["projection"] == "audit"
+    [logged] = [e for e in logs if e["event"] == "follower.dead_lettered"]
+    assert logged["log_level"] == "error" and logged["position"] == bad and logged["projection"] == "audit"
+    assert logged["tenant"] == str(tenant.id)
+
+
+async def test_a_projection_that_cannot_run_at_all_stops_failed_instead_of_dead_lettering_the_log(
+    pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    """A systemic error (here a table missing, as after a deploy without its migration) is not
+    the event's fault: the follower stops in `failed` with the position and the error, and
+    dead-letters nothing, so the fix plus a restart loses nothing."""
+    async with pool.acquire() as conn:
+        first = await append_user(conn, tenant.id, "a")
+        await append_user(conn, tenant.id, "b")
+        await conn.execute("ALTER TABLE audit_targets RENAME TO audit_targets_gone")
+        with capture_logs() as logs:
+            assert await follower.catch_up(conn, AuditProjection()) == follower.FAILED
+        row = await follower.load_checkpoint(conn, "audit")
+        assert row is not None and row.state == follower.FAILED and row.error and "UndefinedTable" in row.error
+        assert row.failed_position == await conn.fetchval(
+            "SELECT global_position FROM events WHERE stream_id = $1", first)
+        assert await dead_letters.counts(conn, ["audit"]) == {"audit": 0}
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["follower.failed"]
+        await conn.execute("ALTER TABLE audit_targets_gone RENAME TO audit_targets")
+        await follower.restart(conn, AuditProjection())
+        assert await follower.catch_up(conn, AuditProjection()) == follower.RUNNING
+        assert await conn.fetchval("SELECT count(*) FROM audit_events") == 2
+
+
+class _Broken(AuditProjection):
+    """A projection with a bug: every event fails, whatever it holds."""
+
+    async def handle(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
+        raise TypeError("a bug in the projection")
+
+
+async def test_failures_of_three_tenants_in_a_row_trip_the_breaker_but_one_tenant_alone_never_does(
+    pool: asyncpg.Pool,
+) -> None:
+    """A bug that fails every event must not dead-letter the whole log: when events of
+    BREAKER_TENANTS tenants fail in a row, with nothing applied between them (even one per
+    catch-up), the follower stops (`failed`). One tenant's bad events alone, however many, only
+    dead-letter those events."""
+    tenants = [uuid.uuid4() for _ in range(3)]
+    async with pool.acquire() as conn:
+        for _ in range(5):
+            await append_user(conn, tenants[0], "x")
+        assert await follower.catch_up(conn, _Broken()) == follower.RUNNING
+        assert await dead_letters.counts(conn, ["audit"]) == {"audit": 5}
+        # a trickle: one event per catch-up, as a runner sees them; its breaker spans them all
+        breaker = follower.Breaker()
+        states = []
+        for t in tenants:
+            await append_user(conn, t, "y")
+            states.append(await follower.catch_up(conn, _Broken(), breaker=breaker))
+        assert states == [follower.RUNNING, follower.RUNNING, follower.FAILED]
+        row = await follower.load_checkpoint(conn, "audit")
+        assert row is not None and row.error == "TypeError: a bug in the projection"
+        # the third tenant's event was not dead-lettered: it waits for the fix
+        assert await dead_letters.counts(conn, ["audit"]) == {"audit": 7}
+        assert await conn.fetchval(
+            "SELECT count(*) FROM projection_dead_letters WHERE tenant_id = $1", tenants[2]) == 0
 
 
 class _SlowAudit(AuditProjection):
