@@ -143,7 +143,19 @@ async def groups_with_member(conn: asyncpg.Connection, tenant_id: uuid.UUID, mem
 
 
 async def existing_users(conn: asyncpg.Connection, tenant_id: uuid.UUID, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of `ids` are users, each locked FOR KEY SHARE to the end of the caller's
+    transaction: a member add and the member's deletion serialise (the DELETE of the row waits
+    for the add to commit, and a user deleted meanwhile is not returned), while updates of the
+    user (no key change) are not blocked."""
     records = await conn.fetch(
-        "SELECT id FROM users WHERE tenant_id = $1 AND id = any($2::uuid[])", tenant_id, ids
+        "SELECT id FROM users WHERE tenant_id = $1 AND id = any($2::uuid[]) ORDER BY id FOR KEY SHARE",
+        tenant_id, ids,
     )
     return {r["id"] for r in records}
+
+
+async def is_member_anywhere(conn: asyncpg.Connection, tenant_id: uuid.UUID, member_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM group_members WHERE tenant_id = $1 AND member_id = $2)",
+        tenant_id, member_id,
+    ))

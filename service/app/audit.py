@@ -2,17 +2,25 @@
 a user or group as it was at a moment, the seal's verification. The HTTP API (/audit/v1) and
 `scimledger audit` both call these; their parameters are parsed here once, so both refuse the
 same inputs with the same words.
+
+Parameters are bounded (docs/security.md): numbers are ASCII digits (`limit=²` and a cursor of
+`p:²` are refused, not handed to int()), a cursor's position fits a bigint, moments lie inside
+0001-01-01..9999-12-31 UTC after their offset, and `target`/`actor` are storable strings no
+longer than an indexed name (service/scim/limits.py), so every bad value is a 400 before SQL.
+
+CSV exports are safe to open in a spreadsheet (OWASP "CSV Injection"): a cell that begins with
+`=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so it is text, not a formula;
+a cell holding a comma, a quote, a CR or an LF is quoted (RFC 4180), so no value can start a row
+of its own. The JSON Lines export carries every value exactly.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import datetime as dt
-import io
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,7 +31,10 @@ from projections.domain.errors import InvalidQuery, ResourceNotFound
 from projections.domain.events import EVENT_TYPES
 from projections.followers import audit, runner, seal
 from projections.followers.audit import AuditEntry, AuditQuery
+from service.app.freshness import cli_notes
 from service.app.preconditions import parse_id
+from service.scim.errors import ScimError
+from service.scim.limits import MAX_INDEXED_LENGTH, MAX_POSITION, check_string, in_utc
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -38,31 +49,60 @@ def encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
 
 
+def _ascii_digits(text: str) -> bool:
+    """str.isdigit() is true for "²" and "٣", which int() refuses or reads: only 0-9 count."""
+    return bool(text) and text.isascii() and text.isdigit()
+
+
 def decode_cursor(raw: str) -> int:
+    """The position a cursor of `encode_cursor` holds; anything else (not base64, not `p:`
+    and ASCII digits, a position beyond a bigint) is InvalidQuery."""
+    if len(raw) > 64:  # the longest cursor this API returns (a 19-digit position) is 28 characters
+        raise InvalidQuery("cursor is not one this API returned")
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as e:
         raise InvalidQuery("cursor is not one this API returned") from e
-    if not text.startswith(_CURSOR_PREFIX) or not text[len(_CURSOR_PREFIX):].isdigit():
+    digits = text[len(_CURSOR_PREFIX):]
+    if not text.startswith(_CURSOR_PREFIX) or not _ascii_digits(digits) or len(digits) > 19:
         raise InvalidQuery("cursor is not one this API returned")
-    return int(text[len(_CURSOR_PREFIX):])
+    position = int(digits)
+    if position > MAX_POSITION:
+        raise InvalidQuery("cursor is not one this API returned")
+    return position
 
 
 def parse_moment(raw: str, name: str) -> dt.datetime:
-    """An ISO-8601 date or date-time; without an offset it is taken as UTC."""
+    """An ISO-8601 date or date-time, in UTC; without an offset it is taken as UTC. Outside
+    0001-01-01..9999-12-31 UTC (`0001-01-01T00:00:00+14:00`) it is InvalidQuery."""
     try:
         moment = dt.datetime.fromisoformat(raw.strip())
     except ValueError as e:
         raise InvalidQuery(f"{name} must be an ISO-8601 date-time, like 2024-03-01T00:00:00Z") from e
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    try:
+        return in_utc(moment, name)
+    except ScimError as e:
+        raise InvalidQuery(e.detail) from None
 
 
 def parse_limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
+    """A page size from 1 to MAX_LIMIT, in ASCII digits (at most 4 of them reach int())."""
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not _ascii_digits(raw) or len(raw) > 4 or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
+
+
+def _name(raw: str, name: str) -> str:
+    """A `target` or `actor`: not blank, storable, no longer than any name the trail holds."""
+    value = raw.strip()
+    if not value:
+        raise InvalidQuery(f"{name} must not be empty")
+    try:
+        return check_string(value, name, MAX_INDEXED_LENGTH)
+    except ScimError as e:
+        raise InvalidQuery(e.detail) from None
 
 
 def parse_types(raw: str) -> tuple[str, ...]:
@@ -83,13 +123,10 @@ def parse_search(values: Mapping[str, str]) -> audit.AuditQuery:
     until = parse_moment(values["until"], "until") if "until" in values else None
     if since and until and since >= until:
         raise InvalidQuery("since must be before until")
-    for name, value in (("target", target), ("actor", actor)):
-        if value is not None and not value.strip():
-            raise InvalidQuery(f"{name} must not be empty")
     return audit.AuditQuery(
         types=parse_types(values["type"]) if "type" in values else (),
-        target=target.strip() if target else None,
-        actor=actor.strip() if actor else None,
+        target=_name(target, "target") if target is not None else None,
+        actor=_name(actor, "actor") if actor is not None else None,
         since=since,
         until=until,
         after=decode_cursor(values["cursor"]) if "cursor" in values else 0,
@@ -116,6 +153,23 @@ CSV_COLUMNS = (
 )
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV Injection
+_QUOTE_IF = frozenset(',"\r\n')
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell: a text that a spreadsheet would take for a formula gets a leading `'`; a
+    cell holding a comma, a quote, a CR or an LF is quoted with its quotes doubled (RFC 4180).
+    (The csv module quotes only the characters of its line terminator, so with "\n" a bare CR
+    went out unquoted and began a row of its own.)"""
+    text = value if isinstance(value, str) else str(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_STARTS):
+        text = "'" + text
+    if _QUOTE_IF.intersection(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def csv_row(entry: AuditEntry) -> list[Any]:
     a = entry.actor
     return [
@@ -127,12 +181,9 @@ def csv_row(entry: AuditEntry) -> list[Any]:
 
 
 def csv_lines(entries: list[AuditEntry], *, header: bool = False) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    if header:
-        writer.writerow(CSV_COLUMNS)
-    writer.writerows(csv_row(e) for e in entries)
-    return out.getvalue().encode()
+    rows: list[Sequence[Any]] = [CSV_COLUMNS] if header else []
+    rows += [csv_row(e) for e in entries]
+    return "".join(",".join(csv_cell(c) for c in row) + "\n" for row in rows).encode()
 
 
 def jsonl_lines(entries: list[AuditEntry]) -> bytes:
@@ -237,4 +288,4 @@ async def bring_up_to_date(conn: asyncpg.Connection, projection: runner.Projecti
     behind = await runner.lag(conn, projection.name)
     if behind.events:
         notes.append(f"note: the {projection.name} view is {behind.events} events behind the log")
-    return notes
+    return notes + await cli_notes(conn, projection)  # dead letters (service/app/freshness.py)

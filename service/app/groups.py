@@ -6,7 +6,9 @@ make the audit trail's "who was in this group" ambiguous (docs/decisions.md).
 
 Writers of one group are serialised by a row lock on the group (SELECT ... FOR UPDATE), so
 concurrent PATCHes adding different members all land without retries. Member resolution is
-policy and lives here: every id added must be an existing User of the tenant.
+policy and lives here: every id added must be an existing User of the tenant, and stays one to
+the end of the transaction (its row is locked FOR KEY SHARE, so a concurrent DELETE of that
+user waits for the add and then removes the new membership too: service.app.users).
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from service.app.columns import GROUPS_TARGET
 from service.app.listing import Page, find_page
 from service.app.paging import PageCursors
 from service.app.preconditions import Target, check_version, parse_id
+from service.app.storage import check_room
 from service.scim.patch import MemberOp as PatchMemberOp
 from service.scim.patch import apply_patch
 from service.scim.query import ListQuery
-from service.scim.resource import normalize
+from service.scim.resource import check_bounds, normalize
 from service.scim.schema import GROUP_RESOURCE
 
 
@@ -61,17 +64,17 @@ async def _locked(conn: asyncpg.Connection, target: Target) -> GroupRow:
 async def _member_events(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, group_id: uuid.UUID | None, ops: Sequence[MemberOp]
 ) -> list[Event]:
-    """Validate the ids added (each an existing User of the tenant) and decide the net change."""
+    """Validate the ids added (each an existing User of the tenant, locked as such to the end of
+    the transaction) and decide the net change. Only ids that are not members yet are looked up
+    and locked: under the group's row lock its members are stable, and a member's deletion
+    removes its membership under that lock too, so a present member is an existing user."""
     if not ops:
         return []
     named = ids_named(ops)
-    to_add = {member_uuid(v) for op in ops if op.kind in ("add", "replace") for v in op.values}
-    if to_add:
-        known = await groups_view.existing_users(conn, tenant_id, list(to_add))
-        unknown = sorted(str(m) for m in to_add - known)
-        if unknown:
-            raise InvalidMember(f"unknown member id(s): {', '.join(unknown[:10])}"
-                                + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+    if all(op.kind in ("add", "replace") for op in ops):
+        to_add = named  # the same ids: a push of thousands of members is parsed once less
+    else:
+        to_add = {member_uuid(v) for op in ops if op.kind in ("add", "replace") for v in op.values}
     present: set[uuid.UUID] = set()
     full: set[uuid.UUID] | None = None
     if group_id is not None:
@@ -81,6 +84,13 @@ async def _member_events(
             present = await groups_view.present_members(conn, tenant_id, group_id, list(named))
     elif needs_full_list(ops):
         full = set()
+    joining = to_add - (full if full is not None else present)
+    if joining:
+        known = await groups_view.existing_users(conn, tenant_id, list(joining))
+        unknown = sorted(str(m) for m in joining - known)
+        if unknown:
+            raise InvalidMember(f"unknown member id(s): {', '.join(unknown[:10])}"
+                                + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
     change = decide_members(ops, present, full)
     events: list[Event] = []
     if change.removed:
@@ -99,6 +109,7 @@ def _members_to_op(members: list[dict[str, Any]] | None, kind: str) -> list[Memb
 async def create_group(conn: asyncpg.Connection, tenant_id: uuid.UUID, body: dict[str, Any], actor: Actor) -> GroupRow:
     """POST /Groups (RFC 7644 3.3), with its initial members."""
     normalized = normalize(body, GROUP_RESOURCE)
+    await check_room(conn, tenant_id, "groups")  # the tenant's storage bound (service/app/storage.py)
     async with conn.transaction():
         events = decide.create_group(normalized.resource)
         events += await _member_events(conn, tenant_id, None, _members_to_op(normalized.members, "add"))
@@ -123,6 +134,7 @@ async def patch_group(conn: asyncpg.Connection, target: Target, body: dict[str, 
     async with conn.transaction():
         current = await _locked(conn, target)
         result = apply_patch(current.resource, body, GROUP_RESOURCE)
+        check_bounds(result.resource, GROUP_RESOURCE)  # the patched resource within the input bounds
         events = decide.update_group(current.resource, result.resource)
         events += await _member_events(conn, target.tenant.id, current.id, result.member_ops)
         if not events:
@@ -146,6 +158,11 @@ async def remove_member_everywhere(
         event = GroupMembersRemoved(members=[str(member_id)], reason="user.deleted")
         await groups_view.write(conn, tenant_id, row.id, row, [event], metadata)
     return [row.id for row in left]
+
+
+async def is_member_anywhere(conn: asyncpg.Connection, tenant_id: uuid.UUID, member_id: uuid.UUID) -> bool:
+    """Whether `member_id` is a member of any group (a deletion's check after it locked the user)."""
+    return await groups_view.is_member_anywhere(conn, tenant_id, member_id)
 
 
 async def member_batches(conn: asyncpg.Connection, row: GroupRow) -> AsyncIterator[list[uuid.UUID]]:

@@ -9,15 +9,18 @@ these and nothing below them. What lives here is policy:
 - re-deciding on a concurrent change: a write without If-Match that loses the optimistic
   concurrency check reads the new state and decides again (up to WRITE_RETRIES times); with
   If-Match the client asked for exactly that version, so it gets the refusal;
-- a deleted user leaves its groups in the same transaction (service.app.groups).
+- a deleted user leaves its groups in the same transaction (service.app.groups), including a
+  group a concurrent PATCH adds it to: the add locks the user's row (FOR KEY SHARE), the
+  deletion of the row waits for it, and a deletion that finds the user joined a group meanwhile
+  starts over, so no deleted user stays a member and `user.deleted` lists every group it left.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -37,16 +40,18 @@ from service.app.columns import USERS_TARGET
 from service.app.listing import Page, find_page
 from service.app.paging import PageCursors
 from service.app.preconditions import Target, check_version, parse_id
+from service.app.storage import check_room
 from service.app.tenancy import Tenant
 from service.scim.patch import apply_patch
 from service.scim.projection import wants
 from service.scim.query import ListQuery
-from service.scim.resource import normalize
+from service.scim.resource import check_bounds, normalize
 from service.scim.schema import USER_RESOURCE
 
 WRITE_RETRIES = 5  # re-decide on a concurrent change when the client sent no If-Match
 
 Change = Callable[[dict[str, Any]], tuple[dict[str, Any], bool]]  # resource -> (new, password_set)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,7 @@ async def _write(
 async def create_user(conn: asyncpg.Connection, tenant: Tenant, body: dict[str, Any], actor: Actor) -> UserRow:
     """POST /Users (RFC 7644 3.3) and `scimledger user create`."""
     normalized = normalize(body, USER_RESOURCE)
+    await check_room(conn, tenant.id, "users")  # the tenant's storage bound (service/app/storage.py)
     events = decide.create_user(normalized.resource, password_set=normalized.password is not None)
     return await _write(conn, tenant, uuid.uuid4(), None, events, actor)
 
@@ -106,24 +112,40 @@ async def get_user(conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str) 
     return UserState(*found)
 
 
+class _JoinedMeanwhile(Exception):
+    """A member add committed while a deletion waited for its lock on the user: start over."""
+
+
+async def _re_deciding(target: Target, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run `attempt` (decide from the current state, write) again when a concurrent change beat
+    it: a lost optimistic-concurrency race is re-decided on the new state unless the client sent
+    If-Match (then it is the client's refusal, 412); up to WRITE_RETRIES times."""
+    for n in range(WRITE_RETRIES):
+        try:
+            return await attempt()
+        except WrongExpectedVersion:
+            if target.if_match is not None or n == WRITE_RETRIES - 1:
+                raise
+        except _JoinedMeanwhile:
+            continue
+    raise ConcurrentChange("the resource kept changing; read it and retry")
+
+
 async def _update(conn: asyncpg.Connection, target: Target, change: Change) -> UserState:
     """Shared by PUT and PATCH: decide from the current state, write, re-decide on a concurrent
     change when the client sent no If-Match."""
-    for attempt in range(WRITE_RETRIES):
+
+    async def attempt() -> UserState:
         current = await get_user(conn, target.tenant.id, target.raw_id)
         check_version(target.if_match, current.row.version)
         new, password_set = change(current.row.resource)
         events = decide.update_user(current.row.resource, new, password_set=password_set)
         if not events:
             return current
-        try:
-            row = await _write(conn, target.tenant, current.row.id, current.row, events, target.actor)
-        except WrongExpectedVersion:
-            if target.if_match is not None or attempt == WRITE_RETRIES - 1:
-                raise
-            continue
+        row = await _write(conn, target.tenant, current.row.id, current.row, events, target.actor)
         return UserState(row, current.groups)
-    raise ConcurrentChange("the resource kept changing; read it and retry")
+
+    return await _re_deciding(target, attempt)
 
 
 async def replace_user(conn: asyncpg.Connection, target: Target, body: dict[str, Any]) -> UserState:
@@ -145,6 +167,7 @@ async def patch_user(conn: asyncpg.Connection, target: Target, body: dict[str, A
 
     def change(current: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         result = apply_patch(current, body, USER_RESOURCE)
+        check_bounds(result.resource, USER_RESOURCE)  # the patched resource within the input bounds
         # a `remove` of `active` leaves it unassigned (RFC 7644 3.5.2.2); decide.update_user
         # takes unassigned as active, the default of a create
         return result.resource, result.password is not None
@@ -179,14 +202,22 @@ async def set_active(
 async def delete_user(conn: asyncpg.Connection, target: Target) -> None:
     """DELETE (RFC 7644 3.6): a soft delete. The user leaves SCIM (404 afterwards, its userName
     is free again) and every group (group.members_removed with reason user.deleted on each group
-    stream), and its whole history stays in the log."""
+    stream), and its whole history stays in the log. Re-decided like PUT and PATCH when a
+    concurrent change beats it (no If-Match), and started over when a concurrent member add made
+    the user join a group while the deletion waited for that add's lock on the user."""
     metadata = target.actor.metadata()
-    async with conn.transaction():
-        current = await get_user(conn, target.tenant.id, target.raw_id)
-        check_version(target.if_match, current.row.version)
-        group_ids = await group_cases.remove_member_everywhere(conn, target.tenant.id, current.row.id, metadata)
-        event = decide.delete_user(current.row.resource, [str(g) for g in group_ids])
-        await users_view.delete(conn, current.row, event, metadata)
+
+    async def attempt() -> None:
+        async with conn.transaction():
+            current = await get_user(conn, target.tenant.id, target.raw_id)
+            check_version(target.if_match, current.row.version)
+            group_ids = await group_cases.remove_member_everywhere(conn, target.tenant.id, current.row.id, metadata)
+            event = decide.delete_user(current.row.resource, [str(g) for g in group_ids])
+            await users_view.delete(conn, current.row, event, metadata)  # waits for member adds
+            if await group_cases.is_member_anywhere(conn, target.tenant.id, current.row.id):
+                raise _JoinedMeanwhile  # rolls the whole deletion back
+
+    await _re_deciding(target, attempt)
 
 
 @dataclass(frozen=True, slots=True)

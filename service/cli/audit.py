@@ -27,7 +27,7 @@ from projections.followers.audit import AuditEntry, AuditProjection, AuditQuery,
 from projections.followers.seal import SealProjection
 from service.app import audit, tenancy
 from service.cli.context import Context
-from service.cli.output import err
+from service.cli.output import err, printable
 from service.scim.render import render_group_with_members, render_user
 
 _encode = msgspec.json.Encoder().encode
@@ -39,15 +39,17 @@ async def _bring_up_to_date(conn: asyncpg.Connection, projection: runner.Project
 
 
 def _table_line(entry: AuditEntry) -> str:
+    """One row of the table; every value from a client passes through `printable`, so a
+    userName of "\\x1b[2J" or "a\\nfake row" cannot clear the screen or add a line."""
     a = entry.actor
     who = a.label or "-"
     if a.kind == "cli":
         who = f"cli:{a.os_user or '?'}"
     elif a.token_id:
         who = f"{who} ({a.token_id})"
-    target = f"{entry.target_type}:{entry.target_name or entry.target_id}"
-    return (f"{entry.position:>10}  {timestamp(entry.recorded_at)}  {entry.type:<22}  "
-            f"{target:<40}  {who:<50}  {a.request_id or '-'}")
+    target = printable(f"{entry.target_type}:{entry.target_name or entry.target_id}")
+    return (f"{entry.position:>10}  {timestamp(entry.recorded_at)}  {printable(entry.type):<22}  "
+            f"{target:<40}  {printable(who):<50}  {printable(a.request_id or '-')}")
 
 
 def _write(entries: list[AuditEntry], fmt: str, first: bool) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from service.app import tenancy
 from service.cli.context import Context
-from service.cli.output import err
+from service.cli.output import err, printable
 
 
 def _limit_arg(raw: str, *, none_words: tuple[str, ...], parse: type[int] | type[float], what: str) -> float | None:
@@ -42,6 +42,21 @@ def rate_arg(raw: str) -> float | None:
     return value
 
 
+def bound_arg(raw: str) -> int:
+    """A storage bound (max users or groups of a tenant): a whole number >= 0."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise argparse.ArgumentTypeError(f"a storage bound must be a whole number from 0 to 999999999, not {raw!r}")
+    return int(raw)
+
+
+def name_arg(raw: str) -> str:
+    """A tenant name or token label (service/app/tenancy.py check_name)."""
+    try:
+        return tenancy.check_name(raw, "the name")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def token_id_arg(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
@@ -57,7 +72,11 @@ def _when(moment: dt.datetime | None) -> str:
 
 async def cmd_tenant_create(args: argparse.Namespace, ctx: Context) -> int:
     conn = ctx.conn
-    tenant_id = await tenancy.create_tenant(conn, args.name, seats=args.seats, rate_limit=args.rate_limit)
+    tenant_id = await tenancy.create_tenant(
+        conn, args.name, seats=args.seats, rate_limit=args.rate_limit,
+        max_users=ctx.settings.max_users_per_tenant if args.max_users is None else args.max_users,
+        max_groups=ctx.settings.max_groups_per_tenant if args.max_groups is None else args.max_groups,
+    )
     print(tenant_id)
     return 0
 
@@ -69,22 +88,27 @@ async def cmd_tenant_list(args: argparse.Namespace, ctx: Context) -> int:
     for t in await tenancy.list_tenants(conn):
         seats = "unlimited" if t.seats is None else str(t.seats)
         rate = f"{default_rate:g} (default)" if t.rate_limit is None else f"{t.rate_limit:g}"
-        print(f"{t.name:24}  {t.id!s:36}  {seats:>9}  {t.active_users:>7}  {rate}")
+        print(f"{printable(t.name):24}  {t.id!s:36}  {seats:>9}  {t.active_users:>7}  {rate}")
     return 0
 
 
 async def cmd_tenant_update(args: argparse.Namespace, ctx: Context) -> int:
     conn = ctx.conn
-    if args.seats is tenancy.KEEP and args.rate_limit is tenancy.KEEP:
-        err("nothing to change: give --seats and/or --rate-limit")
+    given = (args.seats, args.rate_limit, args.max_users, args.max_groups)
+    if all(value is tenancy.KEEP for value in given):
+        err("nothing to change: give --seats, --rate-limit, --max-users and/or --max-groups")
         return 2
     tenant_id = await tenancy.tenant_id_by_name(conn, args.name)
-    await tenancy.update_tenant(conn, tenant_id, seats=args.seats, rate_limit=args.rate_limit)
+    await tenancy.update_tenant(conn, tenant_id, seats=args.seats, rate_limit=args.rate_limit,
+                                max_users=args.max_users, max_groups=args.max_groups)
     changes = []
     if args.seats is not tenancy.KEEP:
         changes.append(f"seats {'unlimited' if args.seats is None else args.seats}")
     if args.rate_limit is not tenancy.KEEP:
         changes.append(f"rate limit {'default' if args.rate_limit is None else f'{args.rate_limit:g}/s'}")
+    for what, value in (("max users", args.max_users), ("max groups", args.max_groups)):
+        if value is not tenancy.KEEP:
+            changes.append(f"{what} {value}")
     err(f"tenant {args.name}: {', '.join(changes)}")
     return 0
 
@@ -114,7 +138,7 @@ async def cmd_token_list(args: argparse.Namespace, ctx: Context) -> int:
             state += f" until {_when(t.expires_at)}" if t.expires_at > now else f" {_when(t.expires_at)}"
         if t.replaced_by is not None:
             state += f", replaced by {t.replaced_by}"
-        print(f"{t.id!s:36}  {t.label:16}  {t.scope:5}  {_when(t.created_at):20}  "
+        print(f"{t.id!s:36}  {printable(t.label):16}  {t.scope:5}  {_when(t.created_at):20}  "
               f"{_when(t.last_used_at):20}  {state}")
     return 0
 
@@ -139,10 +163,14 @@ async def cmd_token_rotate(args: argparse.Namespace, ctx: Context) -> int:
 def register(sub: Any) -> None:
     tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant", required=True)
     t_create = tenant.add_parser("create", help="create a tenant; prints its id")
-    t_create.add_argument("name")
+    t_create.add_argument("name", type=name_arg)
     t_create.add_argument("--seats", type=seats_arg, default=None, help="active-user limit (default: none)")
     t_create.add_argument("--rate-limit", type=rate_arg, default=None,
                           help="requests per second (default: SCIMLEDGER_RATE_LIMIT)")
+    t_create.add_argument("--max-users", type=bound_arg, default=None,
+                          help="most users the tenant may hold (default: SCIMLEDGER_MAX_USERS_PER_TENANT)")
+    t_create.add_argument("--max-groups", type=bound_arg, default=None,
+                          help="most groups the tenant may hold (default: SCIMLEDGER_MAX_GROUPS_PER_TENANT)")
     t_create.set_defaults(run=cmd_tenant_create)
     tenant.add_parser("list", help="tenants with seats, active users and rate limit").set_defaults(
         run=cmd_tenant_list
@@ -153,12 +181,15 @@ def register(sub: Any) -> None:
                           help="active-user limit, or 'none' to remove it")
     t_update.add_argument("--rate-limit", type=rate_arg, default=tenancy.KEEP,
                           help="requests per second, or 'none' for the default")
+    t_update.add_argument("--max-users", type=bound_arg, default=tenancy.KEEP, help="most users the tenant may hold")
+    t_update.add_argument("--max-groups", type=bound_arg, default=tenancy.KEEP, help="most groups the tenant may hold")
     t_update.set_defaults(run=cmd_tenant_update)
 
     token = sub.add_parser("token", help="manage bearer tokens").add_subparsers(dest="token", required=True)
     t_issue = token.add_parser("issue", help="issue a token; prints the secret alone")
     t_issue.add_argument("--tenant", required=True)
-    t_issue.add_argument("--label", required=True, help="names the actor in the audit trail (okta, entra-prod)")
+    t_issue.add_argument("--label", required=True, type=name_arg,
+                         help="names the actor in the audit trail (okta, entra-prod)")
     t_issue.add_argument("--scope", choices=tenancy.SCOPES, default="scim")
     t_issue.set_defaults(run=cmd_token_issue)
     t_list = token.add_parser("list", help="a tenant's tokens (never the secrets)")

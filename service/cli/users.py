@@ -12,7 +12,7 @@ from typing import Any
 
 from service.app import tenancy, users
 from service.cli.context import Context
-from service.cli.output import err
+from service.cli.output import err, printable
 from service.scim.schema import CORE_USER
 
 
@@ -33,10 +33,11 @@ async def _set_active(args: argparse.Namespace, ctx: Context, active: bool) -> i
     tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
     command = "user reactivate" if active else "user deactivate"
     row, changed = await users.set_active(ctx.conn, tenant, args.user, active, ctx.actor(command))
+    name = printable(row.user_name)
     if not changed:
-        err(f"{row.user_name} is already {'active' if active else 'inactive'}")
+        err(f"{name} is already {'active' if active else 'inactive'}")
     else:
-        err(f"{row.user_name} {'reactivated' if active else 'deactivated'}")
+        err(f"{name} {'reactivated' if active else 'deactivated'}")
     return 0
 
 
@@ -53,7 +54,7 @@ async def cmd_user_list(args: argparse.Namespace, ctx: Context) -> int:
     print(f"{'id':36}  {'active':6}  userName")
     async for rows in users.all_users(ctx.conn, tenant.id):
         for row in rows:
-            print(f"{row.id!s:36}  {'yes' if row.active else 'no':6}  {row.user_name}")
+            print(f"{row.id!s:36}  {'yes' if row.active else 'no':6}  {printable(row.user_name)}")
     return 0
 
 

@@ -11,9 +11,11 @@ Decisions (RFC text first, then what real IdPs send; DESIGN.md "Interoperability
 - `schemas` must list the PatchOp URN and `Operations` must be a non-empty array (RFC 7644
   3.5.2); both IdPs always send them. Otherwise 400 invalidSyntax. Body and op keys are matched
   case-insensitively (`operations`, `Op`, `Path`); unknown op keys (Entra's `id`) are ignored.
-- At most MAX_OPERATIONS operations, else 413 (as for bulk maxOperations, RFC 7644 3.7.3). The
-  values inside one operation are not counted here: a group PATCH may add thousands of members
-  in one operation (capped by resource.MAX_MEMBERS).
+- At most MAX_OPERATIONS operations, else 413 (as for bulk maxOperations, RFC 7644 3.7.3).
+- At most MAX_PATCH_VALUES values in all operations (group members included), and at most
+  WORK_BUDGET units of work (operations x elements x filter terms, and the values of attributes
+  other than members, counted as done; service/scim/budget.py), else 400 tooMany (RFC 7644 3.12).
+  A group push of thousands of members is bounded by the first, and cheap per member.
 - `op` is case-insensitive (Entra sends `Add`/`Replace`/`Remove`).
 - `remove` without `path` is 400 noTarget (RFC 7644 3.5.2.2); `add`/`replace` without `value`
   is 400 invalidValue; `"value": null` on replace unassigns (RFC 7644 3.5.2: null = unassigned).
@@ -46,6 +48,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from service.scim.budget import OPERATION_UNITS, Budget, count_values, value_count
 from service.scim.errors import (
     InvalidFilter,
     InvalidPath,
@@ -55,7 +58,7 @@ from service.scim.errors import (
     NoTarget,
     PayloadTooLarge,
 )
-from service.scim.filter import And, Compare, Or, matches
+from service.scim.filter import And, Compare, Not, Or, Present, ValuePath, matches
 from service.scim.path import UnknownAttribute, parse_path, resolve_path
 from service.scim.resource import (
     MAX_VALUES,
@@ -70,8 +73,10 @@ from service.scim.resource import (
     schemas_for,
 )
 from service.scim.schema import PATCH_OP, Attribute, ResourceType
+from service.scim.values import ValueIndex, contains
 
 MAX_OPERATIONS = 1_000
+MAX_PATCH_VALUES = 10_000
 
 Op = Literal["add", "replace", "remove"]
 _OPS: dict[str, Op] = {"add": "add", "replace": "replace", "remove": "remove"}
@@ -94,12 +99,14 @@ class PatchResult:
     password: str | None = None
     member_ops: list[MemberOp] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    work: int = 0  # units of the work Budget spent (service/scim/budget.py)
 
 
 def apply_patch(resource: dict[str, Any], body: Any, resource_type: ResourceType) -> PatchResult:
-    """Apply a PatchOp body (RFC 7644 3.5.2) to a stored resource."""
+    """Apply a PatchOp body (RFC 7644 3.5.2) to a stored resource, within one work Budget."""
     operations = _operations(body)
     engine = _Engine(resource, resource_type)
+    engine.precheck(operations)
     for index, operation in enumerate(operations):
         engine.apply(index, operation)
     return engine.result(resource)
@@ -123,6 +130,7 @@ def _operations(body: Any) -> list[Any]:
         raise InvalidSyntax("'Operations' must be a non-empty array")
     if len(operations) > MAX_OPERATIONS:
         raise PayloadTooLarge(f"a PATCH may hold at most {MAX_OPERATIONS} operations")
+    count_values(operations, MAX_PATCH_VALUES)
     return operations
 
 
@@ -130,12 +138,15 @@ def _operations(body: Any) -> list[Any]:
 class _Path:
     target: Target
     value_filter: Any = None
+    terms: int = 0  # nodes of the value filter
 
 
 class _Engine:
     def __init__(self, resource: dict[str, Any], resource_type: ResourceType) -> None:
         self.doc: dict[str, Any] = copy.deepcopy(resource)
         self.rt = resource_type
+        self.budget = Budget(what="this PATCH")
+        self.paths: dict[str, _Path | None] = {}
         self.password: str | None = None
         self.member_ops: list[MemberOp] = []
         self.ignored: list[str] = []
@@ -153,6 +164,7 @@ class _Engine:
         path = fields.get("path")
         if path is not None and not isinstance(path, str):
             raise InvalidPath(f"operation {index}: 'path' must be a string")
+        self.budget.spend(OPERATION_UNITS)
         path = path.strip() if path else None
         value = fields.get("value", _ABSENT)
         if op != "remove" and value is _ABSENT:
@@ -183,12 +195,41 @@ class _Engine:
         self._target(op, target, resolved.value_filter, value)
 
     def _resolve(self, text: str) -> _Path | None:
+        """The path resolved, parsed once per request (a unit per character, on first use)."""
+        if text in self.paths:
+            return self.paths[text]
+        self.budget.spend(len(text))
         try:
             resolved = resolve_path(parse_path(text), self.rt)
         except UnknownAttribute:
+            self.paths[text] = None
             return None
         target = Target(resolved.schema_urn, resolved.attribute, resolved.sub)
-        return _Path(target, resolved.value_filter)
+        terms = _terms(resolved.value_filter) if resolved.value_filter is not None else 0
+        self.paths[text] = found = _Path(target, resolved.value_filter, terms)
+        return found
+
+    def precheck(self, operations: list[Any]) -> None:
+        """Refuse before any work what cannot fit: the value filters' terms times the elements
+        they will be evaluated against (as stored). A path that does not resolve is left to
+        `apply`, which reports it in the order of the operations."""
+        needed = 0
+        for operation in operations:
+            path = _lower_keys(operation).get("path") if isinstance(operation, dict) else None
+            if not isinstance(path, str) or "[" not in path:
+                continue
+            try:
+                resolved = self._resolve(path.strip())
+            except (InvalidPath, InvalidFilter):
+                continue
+            if resolved is None or resolved.value_filter is None:
+                continue
+            target = resolved.target
+            container = self.doc if target.schema_urn is None else self.doc.get(target.schema_urn) or {}
+            elements = container.get(target.attribute.name)
+            needed += (len(elements) if isinstance(elements, list) else 0) * resolved.terms
+        if needed > self.budget.left:
+            self.budget.spend(needed)  # raises TooMany, naming the limit
 
     def _pathless(self, op: Op, value: Any) -> None:
         """Path-less add/replace: the value's keys are attribute paths (RFC 7644 3.5.2.1/3)."""
@@ -212,6 +253,7 @@ class _Engine:
 
     def _pathless_key(self, op: Op, key: str, value: Any) -> None:
         value_filter = None
+        self.budget.spend(1 + len(key))  # a key is a path
         target = locate(key, self.rt)
         if target is None and "[" in key:
             # Entra (before its 2020 compliance fix) puts filtered paths in path-less values:
@@ -231,8 +273,9 @@ class _Engine:
     def _target(self, op: Op, target: Target, value_filter: Any, value: Any) -> None:
         attribute = target.attribute
         if is_members(target, self.rt):
-            self._members(op, target, value_filter, value)
+            self._members(op, target, value_filter, value)  # members: MAX_PATCH_VALUES bounds them
             return
+        self.budget.spend(value_count(value, self.budget.left))
         if attribute.mutability == "writeOnly":
             if op != "remove" and target.sub is None:
                 self.password = coerce(attribute, value, target.label)
@@ -269,9 +312,9 @@ class _Engine:
                 container[name] = coerced
                 return
             added = []
-            index = _ValueIndex(attribute, current)
+            index = ValueIndex(attribute, current, self.budget)
             for element in coerced:
-                if not any(_contains(attribute, existing, element) for existing in index.candidates(element)):
+                if not any(contains(attribute, e, element, self.budget) for e in index.candidates(element)):
                     current.append(element)
                     index.add(element)
                     added.append(len(current) - 1)
@@ -295,6 +338,7 @@ class _Engine:
             container[attribute.name] = current
             return
         elements = current if isinstance(current, list) else []
+        self.budget.spend(len(elements))
         if not elements and coerced is not None:
             elements.append({sub.name: coerced})
         else:
@@ -312,7 +356,7 @@ class _Engine:
         elements: list[Any] = current if isinstance(current, list) else []
         hits = [
             i for i, e in enumerate(elements)
-            if isinstance(e, dict) and matches(value_filter, e, attribute, self.rt)
+            if isinstance(e, dict) and matches(value_filter, e, attribute, self.rt, self.budget)
         ]
         if op == "remove":
             if not hits:
@@ -364,11 +408,12 @@ class _Engine:
         current = container.get(attribute.name)
         if not isinstance(current, list):
             return
-        index = _ValueIndex(attribute, given)
-        current[:] = [e for e in current if not any(_contains(attribute, e, g) for g in index.wanted_by(e))]
+        index = ValueIndex(attribute, given, self.budget)
+        current[:] = [e for e in current if not any(contains(attribute, e, g, self.budget) for g in index.wanted_by(e))]
 
     def _settle_primary(self, attribute: Attribute, elements: list[Any], touched: list[int], label: str) -> None:
         """A value made primary demotes the others (RFC 7644 3.5.2)."""
+        self.budget.spend(len(elements))
         promoted = {i for i in touched if isinstance(elements[i], dict) and elements[i].get("primary") is True}
         if promoted:
             for i, element in enumerate(elements):
@@ -427,6 +472,7 @@ class _Engine:
             password=self.password,
             member_ops=self.member_ops,
             ignored=self.ignored,
+            work=self.budget.spent,
         )
 
 
@@ -464,60 +510,12 @@ def _check_immutable(old: dict[str, Any], new: dict[str, Any], resource_type: Re
                         raise Mutability(f"attribute '{attribute.name}.{sub.name}' is immutable")
 
 
-def _equal(sub: Attribute | None, a: Any, b: Any) -> bool:
-    if isinstance(a, str) and isinstance(b, str) and (sub is None or not sub.case_exact):
-        return a.casefold() == b.casefold()
-    return bool(a == b)
+_EXPRESSIONS = (And, Or, Not, Compare, Present, ValuePath)
 
 
-def _contains(attribute: Attribute, existing: Any, wanted: Any) -> bool:
-    """True when `existing` holds every sub-attribute of `wanted` (case per caseExact)."""
-    if isinstance(existing, dict) and isinstance(wanted, dict):
-        return all(k in existing and _equal(attribute.sub(k), existing[k], v) for k, v in wanted.items())
-    return _equal(attribute, existing, wanted)
-
-
-class _ValueIndex:
-    """Elements of a multi-valued attribute grouped by their `value` sub-attribute, so that
-    duplicate checks and value removal stay linear for attributes with thousands of values."""
-
-    def __init__(self, attribute: Attribute, elements: list[Any]) -> None:
-        self.attribute = attribute
-        self.by_value: dict[Any, list[Any]] = {}
-        self.without_value: list[Any] = []
-        for element in elements:
-            self.add(element)
-
-    def _key(self, element: Any) -> Any:
-        if not isinstance(element, dict) or "value" not in element:
-            return _ABSENT
-        value = element["value"]
-        sub = self.attribute.sub("value")
-        if isinstance(value, str) and (sub is None or not sub.case_exact):
-            return value.casefold()
-        return value if isinstance(value, str | int | float | bool) else repr(value)
-
-    def add(self, element: Any) -> None:
-        key = self._key(element)
-        if key is _ABSENT:
-            self.without_value.append(element)
-        else:
-            self.by_value.setdefault(key, []).append(element)
-
-    def candidates(self, wanted: Any) -> list[Any]:
-        """Indexed elements that could contain `wanted` (all of them when it has no value)."""
-        key = self._key(wanted)
-        if key is _ABSENT:
-            return [e for group in self.by_value.values() for e in group] + self.without_value
-        return self.by_value.get(key, [])
-
-    def wanted_by(self, existing: Any) -> list[Any]:
-        """Indexed (wanted) elements that `existing` could contain."""
-        key = self._key(existing)
-        found = self.without_value
-        if key is not _ABSENT:
-            found = self.by_value.get(key, []) + found
-        return found
+def _terms(expr: Any) -> int:
+    """Nodes of a filter tree (each evaluated once per element at most)."""
+    return 1 + sum(_terms(child) for child in _children(expr) if isinstance(child, _EXPRESSIONS))
 
 
 def _children(expr: Any) -> list[Any]:

@@ -1,5 +1,9 @@
 """List and search parameters (RFC 7644 3.4.2 and 3.4.3): filter, sort, paging, attributes,
 and the ListResponse. The same parsing serves GET query strings and POST /.search bodies.
+
+Paging numbers (RFC 7644 3.4.2.4: 1-based integers) are JSON integers, integral JSON numbers or
+ASCII digits (service/scim/limits.py). startIndex below 1 is 1 and above MAX_START_INDEX is 400
+invalidValue; count below 0 is 0 and above the page cap is the cap, however large.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from typing import Any
 
 from service.scim import filter as scim_filter
 from service.scim.errors import InvalidValue
+from service.scim.limits import MAX_START_INDEX, parse_integer
 from service.scim.projection import AttrRef, parse_attribute_list
 from service.scim.schema import LIST_RESPONSE, ResourceType
 
@@ -23,17 +28,6 @@ class ListQuery:
     descending: bool
     attributes: list[AttrRef] | None
     excluded: list[AttrRef] | None
-
-
-def _int(value: Any, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidValue(f"{name} must be an integer")
-    try:
-        return int(value)
-    except (TypeError, ValueError) as e:
-        raise InvalidValue(f"{name} must be an integer, got {value!r}") from e
 
 
 def _get(params: Mapping[str, Any], name: str) -> Any:
@@ -57,9 +51,11 @@ def parse_query(params: Mapping[str, Any], resource_type: ResourceType, *, defau
             raise scim_filter.InvalidFilter("filter must be a string")
         if raw_filter.strip():
             expr = scim_filter.resolve(scim_filter.parse_filter(raw_filter), resource_type)
-    start = _int(_get(params, "startIndex"), "startIndex")
-    count = _int(_get(params, "count"), "count")
+    start = parse_integer(_get(params, "startIndex"), "startIndex")
+    count = parse_integer(_get(params, "count"), "count")
     start = 1 if start is None or start < 1 else start
+    if start > MAX_START_INDEX:
+        raise InvalidValue(f"startIndex must be at most {MAX_START_INDEX}")
     if count is None:
         count = default_count
     count = max(0, min(count, max_count))

@@ -20,6 +20,11 @@ Leniency (IdPs send these; see DESIGN.md "Interoperability with real IdPs"):
 - `null`, `{}` and `[]` mean "unassigned" (RFC 7644 3.5.2) and are dropped. Empty strings are
   kept as given: RFC 7644 does not list "" as unassigned and `pr` already treats it as absent
   (RFC 7644 3.4.2.2); only a required attribute rejects "".
+
+Bounds (service/scim/limits.py, docs/security.md): every string is checked as it is coerced (its
+length, no NUL, no lone surrogate), and `check_bounds` checks a whole stored resource (values per
+attribute, strings, its size as JSON). `normalize` calls it; the use cases call it on the result
+of a PATCH, whose values the engine merges into the current resource.
 """
 
 from __future__ import annotations
@@ -30,13 +35,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from service.scim.errors import InvalidSyntax, InvalidValue
+from service.scim.limits import (
+    MAX_INDEXED_LENGTH,
+    MAX_MEMBERS,
+    MAX_RESOURCE_BYTES,
+    MAX_STORED_VALUES,
+    MAX_STRING_LENGTH,
+    check_string,
+    in_utc,
+    string_limit,
+)
 from service.scim.schema import Attribute, ResourceType
 
-# Guards against absurd input: the body size is capped by the middleware (413), these cap the work
-# one attribute can cause (primary checks and duplicate merging are linear or quadratic in them).
+# The work one attribute of one request can cause (primary checks and duplicate merging are linear
+# or quadratic in it), in the body or in the PATCH engine's merges. What may be stored is bounded
+# lower, by `check_bounds` (MAX_STORED_VALUES); members by MAX_MEMBERS per request.
 MAX_VALUES = 10_000
-MAX_MEMBERS = 100_000
+
+_encode = msgspec.json.Encoder().encode
 
 _TRUE_FALSE = {"true": True, "false": False}
 
@@ -106,7 +125,7 @@ def _scalar(attribute: Attribute, value: Any, label: str, lenient: bool) -> Any:
     kind = attribute.type
     if kind in ("string", "reference", "binary"):
         if isinstance(value, str):
-            return value
+            return check_string(value, f"attribute {label!r}", string_limit(label, kind))
     elif kind == "boolean":
         if isinstance(value, bool):
             return value
@@ -121,10 +140,11 @@ def _scalar(attribute: Attribute, value: Any, label: str, lenient: bool) -> Any:
     elif kind == "dateTime":
         if isinstance(value, str):
             try:
-                datetime.fromisoformat(value)
+                moment = datetime.fromisoformat(value)
             except ValueError:
                 pass
             else:
+                in_utc(moment, f"attribute {label!r}")
                 return value
     raise InvalidValue(f"attribute {label!r} must be of type {kind}")
 
@@ -210,18 +230,60 @@ def normalize_members(value: Any, *, label: str = "members") -> list[dict[str, A
         member_id = fields.get("value")
         if not isinstance(member_id, str) or not member_id:
             raise InvalidValue(f"attribute '{label}.value' is required and must be a string")
-        member: dict[str, Any] = {"value": member_id}
+        member: dict[str, Any] = {"value": check_string(member_id, f"attribute '{label}.value'", MAX_INDEXED_LENGTH)}
         for key, name in (("type", "type"), ("display", "display")):
             given = fields.get(key)
             if given is None:
                 continue
             if not isinstance(given, str):
                 raise InvalidValue(f"attribute '{label}.{name}' must be of type string")
-            member[name] = given
+            member[name] = check_string(given, f"attribute '{label}.{name}'", MAX_STRING_LENGTH)
         if member.get("type", "").lower() == "group":
             raise InvalidValue("nested groups are not supported: members must be Users")
         out.append(member)
     return out
+
+
+def _check_element(attribute: Attribute | None, value: Any, label: str) -> None:
+    if isinstance(value, str):
+        check_string(value, f"attribute {label!r}", string_limit(label, attribute.type if attribute else "string"))
+    elif isinstance(value, dict):
+        for name, inner in value.items():
+            _check_value(attribute.sub(name) if attribute else None, inner, f"{label}.{name}")
+    elif isinstance(value, list):
+        _check_value(attribute, value, label)
+
+
+def _check_value(attribute: Attribute | None, value: Any, label: str) -> None:
+    if isinstance(value, list):
+        if len(value) > MAX_STORED_VALUES:
+            raise InvalidValue(f"attribute {label!r} has more than {MAX_STORED_VALUES} values")
+        for item in value:
+            _check_element(attribute, item, label)
+    else:
+        _check_element(attribute, value, label)
+
+
+def check_bounds(resource: dict[str, Any], resource_type: ResourceType) -> None:
+    """The bounds of a resource as it would be stored (service/scim/limits.py): at most
+    MAX_STORED_VALUES values per multi-valued attribute, every string storable and within its length,
+    at most MAX_RESOURCE_BYTES of JSON. Raises InvalidValue naming the attribute and the limit.
+    Cost: linear in the resource, which the body limit or the previous check bounds."""
+    for key, value in resource.items():
+        if key == "schemas":
+            continue
+        extension = resource_type.extension(key)
+        if extension is not None and isinstance(value, dict):
+            for name, inner in value.items():
+                _check_value(extension.attribute(name), inner, f"{extension.id}:{name}")
+            continue
+        _check_value(resource_type.top_level(key), value, key)
+    size = len(_encode(resource))
+    if size > MAX_RESOURCE_BYTES:
+        raise InvalidValue(
+            f"the {resource_type.name} would be {size} bytes of JSON; a resource holds at most "
+            f"{MAX_RESOURCE_BYTES} bytes"
+        )
 
 
 def is_members(target: Target, resource_type: ResourceType) -> bool:
@@ -331,4 +393,5 @@ def normalize(body: Any, resource_type: ResourceType, *, lenient: bool = True) -
     check_required(resource, resource_type)
     ordered: dict[str, Any] = {"schemas": schemas_for(resource, resource_type)}
     ordered.update(resource)
+    check_bounds(ordered, resource_type)
     return Normalized(resource=ordered, password=password, members=members)

@@ -473,13 +473,14 @@ def test_arbitrary_bodies_raise_only_scim_errors(patch_body: Any, group: bool) -
 
 
 def test_adding_thousands_of_values_stays_linear() -> None:
-    """Guard: duplicate checks on add and value removal are indexed, not quadratic."""
-    start = a_user(emails=[{"value": f"a{i}@x"} for i in range(5000)])
-    added = patch_user(start, {"op": "add", "path": "emails", "value": [{"value": f"b{i}@x"} for i in range(5000)]})
-    assert len(added.resource["emails"]) == 10_000
+    """Guard: duplicate checks on add and value removal are indexed, not quadratic, and adding or
+    removing thousands of values to thousands stays inside the PATCH work budget."""
+    start = a_user(emails=[{"value": f"a{i}@x"} for i in range(2000)])
+    added = patch_user(start, {"op": "add", "path": "emails", "value": [{"value": f"b{i}@x"} for i in range(2000)]})
+    assert len(added.resource["emails"]) == 4000
     removed = patch_user(added.resource, {"op": "remove", "path": "emails",
-                                          "value": [{"value": f"A{i}@X"} for i in range(5000)]})
-    assert removed.resource["emails"] == [{"value": f"b{i}@x"} for i in range(5000)]
+                                          "value": [{"value": f"A{i}@X"} for i in range(2000)]})
+    assert removed.resource["emails"] == [{"value": f"b{i}@x"} for i in range(2000)]
 
 
 def test_sub_attribute_of_extension_complex_by_urn_path() -> None:

@@ -8,8 +8,8 @@ One module per stage; imports point one way (ast at the bottom, then lexer <- pa
 
 - `lexer`: text -> tokens; never raises (a lexical error is a token the parser reports).
 - `ast`: the tree (AttrPath, Compare, Present, And, Or, Not, ValuePath).
-- `parser`: `parse_filter`, the grammar only (Figure 1), bounded in length and depth; raises only
-  InvalidFilter. `Parser` also reads PATCH paths (service/scim/path.py).
+- `parser`: `parse_filter`, the grammar only (Figure 1), bounded in length, depth, terms and
+  value length; raises only InvalidFilter. `Parser` also reads PATCH paths (service/scim/path.py).
 - `resolve`: names checked against the schema and canonicalised, values against the types.
 - `evaluate`: `matches`, a resolved tree against a resource or element in memory.
 - `sql`: `to_sql` (WHERE) and `sort_sql` (ORDER BY, RFC 7644 section 3.4.2.3) for a `SqlTarget`.
@@ -25,6 +25,8 @@ from service.scim.filter.parser import (
     COMPARE_OPS,
     MAX_DEPTH,
     MAX_LENGTH,
+    MAX_TERMS,
+    MAX_VALUE_LENGTH,
     Parser,
     check_text,
     parse_filter,
@@ -43,6 +45,8 @@ __all__ = [
     "COMPARE_OPS",
     "MAX_DEPTH",
     "MAX_LENGTH",
+    "MAX_TERMS",
+    "MAX_VALUE_LENGTH",
     "SCHEMAS_ATTRIBUTE",
     "And",
     "AttrPath",

@@ -6,6 +6,10 @@ PostgreSQL, so that the PATCH engine's value filters and the list endpoints agre
   no element is equal.
 - Multi-valued attributes match if any element does; case sensitivity follows caseExact;
   dateTimes compare as instants.
+- Bounded: every node evaluated against an element, every value it reads and every TEXT_UNIT
+  characters it compares spend one unit of a `Budget` (service/scim/budget.py), shared by the
+  caller across calls (the PATCH engine passes one per request); spent, it raises TooMany (400
+  tooMany, RFC 7644 3.12).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from service.scim.budget import Budget
 from service.scim.errors import InvalidFilter
 from service.scim.filter.ast import And, AttrPath, Compare, Expr, Not, Or, Present, Value, ValuePath
 from service.scim.filter.resolve import (
@@ -116,10 +121,12 @@ def _non_empty(value: Any) -> bool:
 
 
 class _Evaluator:
-    def __init__(self, resource_type: ResourceType) -> None:
+    def __init__(self, resource_type: ResourceType, budget: Budget) -> None:
         self.resource_type = resource_type
+        self.budget = budget
 
     def expr(self, expr: Expr, element: Any, attribute: Attribute | None) -> bool:
+        self.budget.spend()
         if isinstance(expr, And):
             return self.expr(expr.left, element, attribute) and self.expr(expr.right, element, attribute)
         if isinstance(expr, Or):
@@ -131,6 +138,7 @@ class _Evaluator:
             if found is None:
                 return False
             target, values = found
+            self.budget.spend(len(values))
             if target.type == "complex" and not target.multi_valued:
                 # Present if any sub-attribute is (as in SQL), whatever else the object holds.
                 return any(
@@ -145,9 +153,10 @@ class _Evaluator:
             if found is None:
                 return False
             target, values = found
+            self.budget.spend(len(values))
             if expr.value is None:
                 return not any(_non_empty(v) for v in values)
-            return any(compare_value(target, v, expr.op, expr.value) for v in values)
+            return any(self.compare(target, v, expr.op, expr.value) for v in values)
         if isinstance(expr, ValuePath):
             if attribute is not None:
                 return False
@@ -159,6 +168,12 @@ class _Evaluator:
             items = _elements(raw) if outer.multi_valued else [raw]
             return any(self.expr(expr.filter, item, outer) for item in items)
         return False
+
+    def compare(self, target: Attribute, actual: Any, op: str, expected: Value) -> bool:
+        """compare_value, spending for the text it reads (it lower-cases both strings)."""
+        if isinstance(actual, str) and isinstance(expected, str):
+            self.budget.spend_text(actual, expected)
+        return compare_value(target, actual, op, expected)
 
     def raw(self, urn: str | None, name: str, resource: Any) -> Any:
         container = resource if urn is None else _get(resource, urn)
@@ -202,13 +217,19 @@ class _Evaluator:
 
 
 def matches(
-    expr: Expr, element: Mapping[str, Any], attribute: Attribute | None, resource_type: ResourceType
+    expr: Expr,
+    element: Mapping[str, Any],
+    attribute: Attribute | None,
+    resource_type: ResourceType,
+    budget: Budget | None = None,
 ) -> bool:
     """Evaluate a resolved filter against `element`: an element of the multi-valued `attribute`
     (paths relative to the element), or with attribute=None a whole resource with canonical keys
     (extension attributes under their URN key). Multi-valued attributes match if any element does;
-    case sensitivity follows caseExact; dateTimes compare as instants."""
-    return _Evaluator(resource_type).expr(expr, element, attribute)
+    case sensitivity follows caseExact; dateTimes compare as instants. Each node evaluated spends
+    one unit of `budget` (a fresh Budget of WORK_BUDGET units when none is given); spent, TooMany."""
+    spend = budget if budget is not None else Budget(what="this filter")
+    return _Evaluator(resource_type, spend).expr(expr, element, attribute)
 
 
 __all__ = ["compare_value", "matches"]

@@ -2,7 +2,10 @@
 
 `parse_filter` knows only the grammar. It never raises anything but `InvalidFilter`, whatever the
 input: the length and nesting depth are bounded before anything recurses, and `a and b and c ...`
-chains are built as balanced trees so that long flat chains do not make deep trees either.
+chains are built as balanced trees so that long flat chains do not make deep trees either. The
+number of terms (attribute expressions) and the length of each value are bounded too: a filter's
+cost in SQL and in memory grows with terms x elements, and a substring match with the length of
+the literal times that of the value (docs/security.md).
 `Parser` also serves the PATCH path grammar (service/scim/path.py), with another error class.
 """
 
@@ -15,9 +18,12 @@ from typing import NoReturn
 from service.scim.errors import InvalidFilter, ScimError
 from service.scim.filter.ast import And, AttrPath, Compare, Expr, Not, Or, Present, Value, ValuePath
 from service.scim.filter.lexer import ATTR_NAME, URN, Token, tokenize
+from service.scim.limits import MAX_INDEXED_LENGTH
 
-MAX_LENGTH = 4096
-MAX_DEPTH = 32
+MAX_LENGTH = 4096  # characters of a filter or PATCH path
+MAX_DEPTH = 32  # nesting of parentheses and brackets
+MAX_TERMS = 100  # attribute expressions (`x eq v`, `x pr`) in one filter or PATCH path
+MAX_VALUE_LENGTH = MAX_INDEXED_LENGTH  # characters of one comparison value: any indexed value fits
 
 # compareOp (Figure 1), and the operators that need an ordered or a string value.
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
@@ -61,11 +67,15 @@ def _balanced(cls: type[And] | type[Or], items: list[Expr]) -> Expr:
 class Parser:
     """Recursive descent over Figure 1; recursion is bounded by `max_depth`."""
 
-    def __init__(self, text: str, max_depth: int, error: type[ScimError] = InvalidFilter) -> None:
+    def __init__(
+        self, text: str, max_depth: int, error: type[ScimError] = InvalidFilter, max_terms: int = MAX_TERMS
+    ) -> None:
         self.tokens = tokenize(text)
         self.i = 0
         self.depth = 0
         self.max_depth = max_depth
+        self.terms = 0
+        self.max_terms = max_terms
         self.error = error
         self.in_value_filter = False
 
@@ -156,6 +166,11 @@ class Parser:
         self.depth -= 1
         return inner
 
+    def count_term(self, token: Token) -> None:
+        self.terms += 1
+        if self.terms > self.max_terms:
+            self.fail(f"filter has more than {self.max_terms} terms", token)
+
     # attrExp = (attrPath SP "pr") / (attrPath SP compareOp SP compValue); valuePath
     def parse_attr_exp(self) -> Expr:
         path = self.attr_path()
@@ -174,6 +189,7 @@ class Parser:
         if token.kind != "word":
             self.fail(f"expected an operator after '{path}', found {_describe(token)}", token)
         op = token.text.lower()
+        self.count_term(token)
         if op == "pr":
             self.advance()
             if self._is_literal(self.peek()):
@@ -199,6 +215,8 @@ class Parser:
         return token.kind == "word" and token.text.lower() in ("true", "false", "null")
 
     def literal(self, token: Token) -> Value:
+        if len(token.value if token.kind == "string" else token.text) > MAX_VALUE_LENGTH:
+            self.fail(f"a value in a filter is longer than {MAX_VALUE_LENGTH} characters", token)
         if token.kind == "string":
             value: str = token.value
             return value
@@ -227,10 +245,12 @@ def check_text(text: str, what: str, error: type[ScimError], max_length: int = M
         raise error(f"{what} is empty")
 
 
-def parse_filter(text: str, *, max_length: int = MAX_LENGTH, max_depth: int = MAX_DEPTH) -> Expr:
+def parse_filter(
+    text: str, *, max_length: int = MAX_LENGTH, max_depth: int = MAX_DEPTH, max_terms: int = MAX_TERMS
+) -> Expr:
     """Parse a SCIM filter (RFC 7644 section 3.4.2.2). Raises only InvalidFilter."""
     check_text(text, "filter", InvalidFilter, max_length)
-    parser = Parser(text, max_depth)
+    parser = Parser(text, max_depth, max_terms=max_terms)
     expr = parser.parse_or()
     parser.expect_end()
     return expr
@@ -240,6 +260,8 @@ __all__ = [
     "COMPARE_OPS",
     "MAX_DEPTH",
     "MAX_LENGTH",
+    "MAX_TERMS",
+    "MAX_VALUE_LENGTH",
     "ORDER_OPS",
     "SUBSTRING_OPS",
     "Parser",

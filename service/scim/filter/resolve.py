@@ -16,11 +16,12 @@ resolved tree):
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from service.scim.errors import InvalidFilter, ScimError
 from service.scim.filter.ast import And, AttrPath, Compare, Expr, Not, Or, Present, Value, ValuePath
 from service.scim.filter.parser import COMPARE_OPS, SUBSTRING_OPS
+from service.scim.limits import in_utc
 from service.scim.schema import Attribute, ResourceType
 
 STRING_TYPES = frozenset({"string", "reference", "binary"})
@@ -68,12 +69,14 @@ def lookup_attribute(
 
 
 def parse_datetime(text: str) -> datetime:
-    """An ISO 8601 dateTime (RFC 7643 section 2.3.5) as an aware datetime; naive means UTC."""
+    """An ISO 8601 dateTime (RFC 7643 section 2.3.5) as an aware datetime in UTC; naive means
+    UTC. One whose offset takes it outside 0001-01-01..9999-12-31 UTC is InvalidFilter (it could
+    not be compared, in memory or in PostgreSQL)."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidFilter(f"{text!r} is not an ISO 8601 dateTime") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return in_utc(moment, repr(text), InvalidFilter)
 
 
 def _coerce(target: Attribute, where: str, op: str, value: Value) -> Value:
