@@ -4,22 +4,52 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
+import structlog
 from aiohttp import web
 
 from service.app.paging import PageCursors
-from service.http import metrics
+from service.http import console, metrics, oauth
 from service.http.followers import followers_ctx, notify_followers
 from service.http.keys import DSN, PAGE_CURSORS, POOL, SETTINGS
 from service.http.metrics import EVENT_COUNTS, EventCounts
-from service.http.middleware import authentication, errors, request_context
+from service.http.middleware import (
+    ADMISSION,
+    Admission,
+    authentication,
+    errors,
+    request_context,
+    trusted_host,
+)
 from service.http.routes import add_routes
 from service.runtime.config import Settings
-from service.runtime.database import create_pool
+from service.runtime.database import create_pool, unavailable
+
+log = structlog.get_logger("scimledger.http")
 
 
 async def _pool(app: web.Application) -> AsyncIterator[None]:
+    """The serving pool: statement_timeout and idle_in_transaction_session_timeout on every
+    connection, connects bounded by pool_timeout_s. A database that cannot be reached at start
+    leaves a pool that connects on demand: requests get 503 and /readyz 503 until it answers,
+    rather than a worker that dies at start."""
     settings = app[SETTINGS]
-    app[POOL] = await create_pool(app[DSN], min_size=settings.pool_min, max_size=settings.pool_max)
+
+    async def pool(min_size: int) -> asyncpg.Pool:
+        return await create_pool(
+            app[DSN], min_size=min_size, max_size=settings.pool_max,
+            statement_timeout_s=settings.statement_timeout_s,
+            idle_in_transaction_timeout_s=settings.idle_in_transaction_timeout_s,
+            connect_timeout_s=settings.pool_timeout_s,
+        )
+
+    try:
+        app[POOL] = await pool(settings.pool_min)
+    except Exception as e:
+        if not unavailable(e):
+            raise
+        log.warning("database.unavailable", during="start", error_type=type(e).__name__, error=str(e)[:200])
+        app[POOL] = await pool(0)
     yield
     await app[POOL].close()
 
@@ -27,17 +57,22 @@ async def _pool(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, dsn: str) -> web.Application:
     app = web.Application(
         # metrics outermost: it sees the final status of every request, errors included
-        middlewares=[metrics.metrics_middleware, request_context, errors, authentication, notify_followers],
+        middlewares=[metrics.metrics_middleware, request_context, errors, trusted_host, authentication,
+                     notify_followers],
         client_max_size=settings.max_body_bytes,
         # long request lines reach the SCIM layer, which answers an absurd filter with a SCIM
         # 400 invalidFilter instead of the HTTP parser's plain-text 400 at 8 KiB
-        handler_args={"max_line_size": 65536, "max_field_size": 65536},
+        handler_args={"max_line_size": 65536, "max_field_size": 65536,
+                      "keepalive_timeout": settings.keepalive_timeout_s},
     )
     app[SETTINGS] = settings
+    app[ADMISSION] = Admission.of(settings)
     app[DSN] = dsn
     app[PAGE_CURSORS] = PageCursors()
     app.cleanup_ctx.append(_pool)
     app.cleanup_ctx.append(followers_ctx)  # after the pool: stops before it closes
     app[EVENT_COUNTS] = EventCounts()
     add_routes(app.router)
+    oauth.setup(app)
+    console.setup(app)  # the web console and its request-log hook (docs/console.md)
     return app

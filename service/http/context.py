@@ -1,15 +1,18 @@
 """What a handler reads off its request: the caller, the actor to record, the base URL of
 locations, and the request's database connection.
 
-The connection: an authenticated request takes ONE pooled connection in the authentication
-middleware and keeps it to the end: the token lookup, the rate-limit lease and the handler's
-statements share it. That is one pool round trip per request instead of two or three, and no
-request can hold one connection while waiting for another (which, with every connection taken,
-would deadlock the pool).
+The connection is held for the shortest span (docs/security.md): authentication takes one for the
+token lookup and the rate-limit lease and gives it back before the body is read, so a client that
+sends its body slowly holds no connection; the handler calls `connection(request)` after
+`read_json_object`, which acquires one then. A request without a body keeps the connection it
+authenticated on (one pool checkout for a read). A request never holds two connections at once:
+`connection()` inside `connection()` is the same one, so a full pool cannot deadlock. Waiting for
+a connection is bounded (`pool_timeout_s`): beyond it the answer is 503 with Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,23 +22,56 @@ from aiohttp import web
 from projections.domain.actor import Actor
 from service.app.preconditions import Target
 from service.http.keys import CONNECTION, POOL, PRINCIPAL, REQUEST_ID, SETTINGS
+from service.scim.errors import ScimError
 
 SCIM_PREFIX = "/scim/v2"
+POOL_BUSY_RETRY_AFTER_S = 1
+
+
+async def acquire(app: web.Application) -> asyncpg.Connection:
+    """A pool connection within `pool_timeout_s`, else a SCIM 503 with Retry-After."""
+    pool = app[POOL]
+    if pool.get_idle_size():
+        # one is free: no wait, nothing to time (pool.acquire(timeout=) would cost a task)
+        free: asyncpg.Connection = await pool.acquire()
+        return free
+    limit = app[SETTINGS].pool_timeout_s
+    try:
+        async with asyncio.timeout(limit):  # waiting for one, or connecting a new one
+            conn: asyncpg.Connection = await pool.acquire()
+    except TimeoutError as e:
+        raise ScimError(
+            f"no database connection within {limit:g} s (every connection is busy, or the "
+            f"database does not answer); retry after {POOL_BUSY_RETRY_AFTER_S} s",
+            status=503, headers={"Retry-After": str(POOL_BUSY_RETRY_AFTER_S)},
+        ) from e
+    return conn
+
+
+async def release(app: web.Application, conn: asyncpg.Connection) -> None:
+    await app[POOL].release(conn)
 
 
 @asynccontextmanager
 async def connection(request: web.Request) -> AsyncIterator[asyncpg.Connection]:
-    """The request's connection; routes outside authentication get one from the pool."""
+    """The request's connection: the one it holds, else one acquired now (and released at the
+    end of the block). Call it after the body is read."""
     conn = request.get(CONNECTION)
     if conn is not None:
         yield conn
         return
-    async with request.app[POOL].acquire() as pooled:
-        yield pooled
+    conn = await acquire(request.app)
+    request[CONNECTION] = conn
+    try:
+        yield conn
+    finally:
+        del request[CONNECTION]
+        await release(request.app, conn)
 
 
 def base_url(request: web.Request) -> str:
-    """The SCIM base URL for `Location` and `meta.location`: SCIMLEDGER_PUBLIC_URL when set."""
+    """The SCIM base URL for `Location` and `meta.location`: SCIMLEDGER_PUBLIC_URL when set, else
+    from the Host, which the trusted_host middleware has checked against the names served."""
     configured = request.app[SETTINGS].public_url
     if configured:
         return configured.rstrip("/") + SCIM_PREFIX

@@ -82,18 +82,55 @@ async def _release(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    statement_timeout_s: float | None = None,
+    idle_in_transaction_timeout_s: float = 60.0,
+    connect_timeout_s: float = 60.0,
+) -> asyncpg.Pool:
+    """A pool whose every connection carries `idle_in_transaction_session_timeout` (one stuck
+    transaction must not stall every follower, docs/architecture.md) and, when given,
+    `statement_timeout`. The serving pool (service/http/app.py) sets both from the settings; the
+    CLI's pools leave statement_timeout to the server, since migrations and rebuilds run long
+    statements on purpose."""
+    server_settings = {"idle_in_transaction_session_timeout": _ms(idle_in_transaction_timeout_s)}
+    if statement_timeout_s is not None:
+        server_settings["statement_timeout"] = _ms(statement_timeout_s)
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
         reset=_release,
-        # one stuck transaction must not stall every follower (docs/architecture.md)
-        server_settings={"idle_in_transaction_session_timeout": "60000"},
+        timeout=connect_timeout_s,
+        server_settings=server_settings,
     )
     assert pool is not None
     return pool
+
+
+def _ms(seconds: float) -> str:
+    return str(max(0, round(seconds * 1000)))
+
+
+# The database is unreachable, going down or full: worth a retry later, never a traceback. An
+# OSError is a refused or reset connection, a DNS failure or a connect timeout.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # 08xxx, the connection closed in the middle of a statement
+    asyncpg.CannotConnectNowError,  # 57P03, starting up or shutting down
+    asyncpg.AdminShutdownError,  # 57P01, pg_terminate_backend or a fast shutdown
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+)
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached now (as opposed to a bug)."""
+    return isinstance(error, UNAVAILABLE)
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:

@@ -4,6 +4,10 @@ The embedded PostgreSQL (if used) is started here, before any event loop, by `re
 stopped by its atexit hook when this process exits. Workers are spawned processes that share the
 port through SO_REUSEPORT; they never own the embedded server. SIGTERM stops accepting, lets
 in-flight requests finish (aiohttp's graceful shutdown) and closes the pool.
+
+A database that cannot be reached at start is retried (one `database.unavailable` line per try,
+no traceback) until it answers or SIGTERM. Each worker serves through `GuardedAppRunner`, whose
+connections time out slow request heads and clients that stop reading (docs/security.md).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from types import FrameType
 from typing import Any
 
@@ -25,14 +30,15 @@ from aiohttp import web
 from service.app import tenancy
 from service.http import metrics
 from service.http.app import create_app
-from service.runtime.config import Settings
-from service.runtime.database import create_pool, migrate, resolve_dsn
+from service.runtime.config import LOOPBACK_NAMES, Settings
+from service.runtime.database import create_pool, migrate, resolve_dsn, unavailable
 from service.runtime.logs import configure_logging
 
 log = structlog.get_logger("scimledger.serve")
 BOOTSTRAP_LOCK = 0x5C1_B007
 DEFAULT_TENANT = "default"
 SHUTDOWN_TIMEOUT_S = 25.0  # in-flight requests get this long after SIGTERM (Kubernetes allows 30)
+BOOTSTRAP_RETRY_MAX_S = 10.0  # the longest pause between tries to reach the database at start
 
 
 async def bootstrap(dsn: str, settings: Settings) -> str | None:
@@ -57,6 +63,51 @@ async def bootstrap(dsn: str, settings: Settings) -> str | None:
         await pool.close()
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGINT while waiting for the database."""
+
+
+def _bootstrap_when_reachable(dsn: str, settings: Settings) -> str | None:
+    """`bootstrap`, retried while the database cannot be reached (1 s, doubling up to
+    BOOTSTRAP_RETRY_MAX_S), one log line per try; SIGTERM or SIGINT meanwhile stops serve."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        delay = 1.0
+        while True:
+            try:
+                return asyncio.run(bootstrap(dsn, settings))
+            except Exception as e:
+                if not unavailable(e):
+                    raise
+                log.warning("database.unavailable", during="bootstrap", error_type=type(e).__name__,
+                            error=str(e)[:200], retry_in_s=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, BOOTSTRAP_RETRY_MAX_S)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def warn_about_hosts(settings: Settings) -> None:
+    """Bound beyond loopback without SCIMLEDGER_PUBLIC_URL, `Location` and `meta.location` come
+    from the Host header; say so, and whether any Host is accepted."""
+    if settings.public_url or settings.host.lower() in LOOPBACK_NAMES:
+        return
+    names = settings.allowed_host_names()
+    log.warning(
+        "serve.public_url_unset", host=settings.host,
+        allowed_hosts=sorted(names) if names is not None else "any",
+        detail="set SCIMLEDGER_PUBLIC_URL to the base URL the identity providers use"
+        + ("" if names is not None else
+           ", or SCIMLEDGER_ALLOWED_HOSTS to the names served: any Host is accepted and "
+           "reflected into Location and meta.location"),
+    )
+
+
 def announce(settings: Settings, secret: str) -> None:
     base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
     lines = [
@@ -70,21 +121,148 @@ def announce(settings: Settings, secret: str) -> None:
     print("\n".join(lines), flush=True)
 
 
+class GuardedRequestHandler(web.RequestHandler):
+    """aiohttp's connection protocol with the two watchdogs aiohttp lacks:
+
+    - the header timeout: a request's head (request line and fields) must be complete within
+      `header_timeout` of its first byte (for the first request: of the connection's opening),
+      else the connection is closed (slowloris). Idle time between requests is bounded by
+      keepalive_timeout, as aiohttp does;
+    - the write timeout: a client that stops reading fills the transport's buffer and asyncio
+      pauses writing; paused for `write_timeout` without draining, the connection is aborted, so
+      the handler's next write fails, it gives up and its database connection goes back to the
+      pool (`request.aborted`).
+
+    It reads two attributes of aiohttp's RequestHandler: `_request_count` (one more per request
+    head parsed) and `_waiter` (set while it waits for the next request); the tests of
+    tests/tenancy/test_slow_clients.py fail if their meaning changes.
+    """
+
+    __slots__ = ("_header_limit", "_header_timer", "_write_limit", "_write_timer")
+
+    def __init__(self, manager: web.Server, *, header_timeout: float, write_timeout: float,
+                 **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._header_limit = header_timeout
+        self._write_limit = write_timeout
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self._waiter is not None and data:
+            self._arm_header_timer()  # the first bytes of the next request's head
+        if self._header_timer is None:
+            super().data_received(data)
+            return
+        heads = self._request_count
+        super().data_received(data)
+        if self._request_count != heads and self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_limit > 0 and self._write_timer is None:
+            self._write_timer = self._loop.call_later(self._write_limit, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        for timer in (self._header_timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._header_timer = self._write_timer = None
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_limit > 0:
+            self._header_timer = self._loop.call_later(self._header_limit, self._head_overdue)
+
+    def _peer(self) -> str | None:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return str(peer[0]) if peer else None
+
+    def _head_overdue(self) -> None:
+        self._header_timer = None
+        log.info("connection.header_timeout", peer=self._peer(), limit_s=self._header_limit)
+        self.force_close()
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        log.info("connection.write_timeout", peer=self._peer(), limit_s=self._write_limit)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _GuardedServer(web.Server):
+    """aiohttp's low-level server, making GuardedRequestHandlers."""
+
+    def __init__(self, *args: Any, header_timeout: float, write_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = {"header_timeout": header_timeout, "write_timeout": write_timeout}
+
+    def __call__(self) -> web.RequestHandler:
+        return GuardedRequestHandler(self, loop=self._loop, **self._guard, **self._kwargs)
+
+
+class GuardedAppRunner(web.AppRunner):
+    """web.AppRunner whose connections are GuardedRequestHandlers (the timeouts from Settings)."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, app: web.Application, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._guard = {"header_timeout": settings.header_timeout_s,
+                       "write_timeout": settings.write_timeout_s}
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()  # starts the app, merges its handler_args
+        return _GuardedServer(
+            plain.request_handler, request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation, loop=asyncio.get_running_loop(),
+            **self._guard, **plain._kwargs,
+        )
+
+
+async def start_server(app: web.Application, settings: Settings, *, reuse_port: bool = False) -> GuardedAppRunner:
+    """Start `app` on settings.host:port; `await runner.cleanup()` stops it gracefully."""
+    runner = GuardedAppRunner(app, settings, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+async def _serve_until_signalled(app: web.Application, settings: Settings, reuse_port: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = await start_server(app, settings, reuse_port=reuse_port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
 def _run_worker(settings: Settings, dsn: str, reuse_port: bool, parent: int | None = None) -> None:
     configure_logging(settings.log_json)
     app = create_app(settings, dsn)
     if parent is not None:
         app.on_startup.append(lambda app: _watch_parent(app, parent))
     app.on_startup.append(_dump_tasks_on_sigusr1)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port or None,
-        print=None,
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-    )
+    asyncio.run(_serve_until_signalled(app, settings, reuse_port))
 
 
 async def _watch_parent(app: web.Application, parent: int) -> None:
@@ -145,9 +323,14 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     its pool. If a worker dies on its own, the others are stopped and serve exits 1, so the
     supervisor (systemd, Kubernetes) restarts the whole thing."""
     dsn = resolve_dsn(settings)
-    secret = asyncio.run(bootstrap(dsn, settings))
+    try:
+        secret = _bootstrap_when_reachable(dsn, settings)
+    except _Stopped:
+        log.info("serve.stopped", workers=0)
+        return 0
     if secret:
         announce(settings, secret)
+    warn_about_hosts(settings)
     log.info("serve.start", host=settings.host, port=settings.port, workers=workers)
     if workers <= 1:
         _run_worker(settings, dsn, reuse_port=False)
