@@ -32,6 +32,11 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==3.3.30'
 	touch $(CHECKOV_STAMP)
 
+# Debian's Chromium for the console's browser tests: installed when missing and we are root;
+# otherwise the browser tests fail and say how to install it
+chromium: ## install Chromium (the console's browser tests) when missing, as root on Debian
+	@command -v chromium >/dev/null || (test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium is missing: apt-get install -y chromium (the browser tests will fail)"
+
 install: $(DEV_STAMP) ## create .venv and install the service with its dev tools
 
 checkov: $(CHECKOV_STAMP) ## install checkov (the deploy/ scanner of the test suite) into .venv-checkov
@@ -39,7 +44,7 @@ checkov: $(CHECKOV_STAMP) ## install checkov (the deploy/ scanner of the test su
 run: $(RUNTIME_STAMP) ## install the runtime only and start the service on the embedded PostgreSQL (./var), port 8080
 	$(BIN)/scimledger serve
 
-test: $(DEV_STAMP) $(CHECKOV_STAMP) ## run the whole test suite against a real PostgreSQL
+test: $(DEV_STAMP) $(CHECKOV_STAMP) chromium ## run the whole test suite against a real PostgreSQL
 	$(BIN)/pytest -q
 
 lint: $(DEV_STAMP) ## ruff and mypy
@@ -52,4 +57,4 @@ bench: $(DEV_STAMP) ## benchmarks (slow; outside the default suite), figures in 
 clean: ## remove the virtualenvs and caches (keeps ./var, the embedded database)
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install checkov run test lint bench clean
+.PHONY: help install checkov chromium run test lint bench clean

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
 import hmac
 import secrets
 import uuid
@@ -19,36 +18,19 @@ from dataclasses import dataclass
 import asyncpg
 
 from projections.domain.errors import TenantExists, TenantNotFound, TokenNotFound, TokenNotRotatable
+from service.app import oauth
+from service.app.principal import SCOPES, Principal, Tenant, hash_secret
 
-SCOPES = ("scim", "audit")
 SECRET_PREFIX = "scimledger_"
+MAX_NAME_LENGTH = 128  # a tenant name or token label: indexed, logged and shown in tables
 
 
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    """The tenant a use case acts in, with the limits its policy needs."""
-
-    id: uuid.UUID
-    name: str
-    seats: int | None
-    rate_limit: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: resolved from the bearer token on every request."""
-
-    tenant_id: uuid.UUID
-    tenant_name: str
-    token_id: uuid.UUID
-    label: str
-    scope: str
-    seats: int | None
-    rate_limit: float | None
-
-    @property
-    def tenant(self) -> Tenant:
-        return Tenant(self.tenant_id, self.tenant_name, self.seats, self.rate_limit)
+def check_name(value: str, what: str) -> str:
+    """A tenant name or token label: 1 to MAX_NAME_LENGTH characters, no control characters
+    (they would reach terminals and logs). Raises ValueError."""
+    if not value.strip() or len(value) > MAX_NAME_LENGTH or not value.isprintable():
+        raise ValueError(f"{what} must be 1 to {MAX_NAME_LENGTH} printable characters")
+    return value
 
 
 class Unchanged(enum.Enum):
@@ -93,22 +75,23 @@ class TokenInfo:
         return "active"
 
 
-def hash_secret(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
-
 def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
 async def create_tenant(
-    conn: asyncpg.Connection, name: str, *, seats: int | None = None, rate_limit: float | None = None
+    conn: asyncpg.Connection, name: str, *, seats: int | None = None, rate_limit: float | None = None,
+    max_users: int | None = None, max_groups: int | None = None,
 ) -> uuid.UUID:
+    """A new tenant; max_users/max_groups None take the columns' defaults (migration 0012)."""
     tenant_id = uuid.uuid4()
+    values: dict[str, object] = {"id": tenant_id, "name": check_name(name, "a tenant name"),
+                                 "seats": seats, "rate_limit": rate_limit}
+    values.update({k: v for k, v in (("max_users", max_users), ("max_groups", max_groups)) if v is not None})
     try:
         await conn.execute(
-            "INSERT INTO tenants (id, name, seats, rate_limit) VALUES ($1, $2, $3, $4)",
-            tenant_id, name, seats, rate_limit,
+            f"INSERT INTO tenants ({', '.join(values)}) VALUES ({', '.join(f'${i}' for i in range(1, len(values) + 1))})",
+            *values.values(),
         )
     except asyncpg.UniqueViolationError as e:
         raise TenantExists(f"a tenant named {name!r} already exists") from e
@@ -134,6 +117,7 @@ async def issue_token(
 ) -> tuple[uuid.UUID, str]:
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    check_name(label, "a token label")
     token_id = uuid.uuid4()
     secret = new_secret()
     await conn.execute(
@@ -163,12 +147,16 @@ async def update_tenant(
     *,
     seats: int | Unchanged | None = KEEP,
     rate_limit: float | Unchanged | None = KEEP,
+    max_users: int | Unchanged = KEEP,
+    max_groups: int | Unchanged = KEEP,
 ) -> None:
-    """Change a tenant's seat limit and/or rate limit; None clears a limit (no seat limit, the
-    default rate). Takes effect on the next request: every request reads the tenant row."""
+    """Change a tenant's seat limit, rate limit and/or storage bounds; None clears a limit (no
+    seat limit, the default rate). Takes effect on the next request: every request reads the
+    tenant row."""
     sets: list[str] = []
     params: list[object] = [tenant_id]
-    for column, value in (("seats", seats), ("rate_limit", rate_limit)):
+    changes = (("seats", seats), ("rate_limit", rate_limit), ("max_users", max_users), ("max_groups", max_groups))
+    for column, value in changes:
         if value is not KEEP:
             params.append(value)
             sets.append(f"{column} = ${len(params)}")
@@ -243,7 +231,11 @@ SELECT * FROM found
 
 
 async def authenticate(conn: asyncpg.Connection, secret: str) -> Principal | None:
-    """The principal a bearer secret stands for, or None (unknown, revoked or expired)."""
+    """The principal a bearer secret stands for, or None (unknown, revoked or expired): a
+    token issued with `token issue`, or an OAuth access token from /oauth2/token (told apart by
+    its prefix, so either costs one statement)."""
+    if secret.startswith(oauth.ACCESS_TOKEN_PREFIX):
+        return await oauth.authenticate_access_token(conn, secret)
     digest = hash_secret(secret)
     row = await conn.fetchrow(_AUTHENTICATE, digest)
     if row is None or not hmac.compare_digest(row["secret_hash"], digest):

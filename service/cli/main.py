@@ -13,6 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from service.cli import audit, clients, projections, tenants, users
 from service.cli.context import Context
 from service.cli.errors import message_and_code
 from service.cli.output import err
@@ -71,18 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database helpers").add_subparsers(dest="db", required=True)
     db.add_parser("dsn", help="print the DSN in use (for psql)").set_defaults(sync=cmd_db_dsn)
 
-    # each area registers its own commands (service/cli_*.py)
-    from service.cli import tenants as cli_tenants
-    from service.cli import users as cli_users
-
-    cli_tenants.register(sub)
-    cli_users.register(sub)
-    from service.cli import audit as cli_audit
-
-    cli_audit.register(sub)
-    from service.cli import projections as cli_projections
-
-    cli_projections.register(sub)
+    # each area registers its own commands (service/cli/*.py)
+    for area in (tenants, clients, users, audit, projections):
+        area.register(sub)
     return parser
 
 

@@ -6,6 +6,7 @@ Everything here is generated from `scim.schema`, the same attribute data the han
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -119,7 +120,21 @@ SCHEMA = schema.Schema(
     ),
 )
 DISCOVERY_SCHEMAS: tuple[schema.Schema, ...] = (SERVICE_PROVIDER_CONFIG, RESOURCE_TYPE, SCHEMA)
-ALL_SCHEMAS: tuple[schema.Schema, ...] = (*schema.SCHEMAS, *DISCOVERY_SCHEMAS)
+def with_external_id(s: schema.Schema) -> schema.Schema:
+    """A resource schema as /Schemas shows it: with `externalId`, which RFC 7643 3.1 defines as
+    a common attribute of every resource (outside the schemas), listed here too so that clients
+    that discover attributes only from /Schemas (Entra's validator flattens it into the names
+    an admin may map) find it (docs/decisions.md)."""
+    external_id = next(a for a in schema.COMMON_ATTRIBUTES if a.name == "externalId")
+    if any(a.name == "externalId" for a in s.attributes):
+        return s
+    return dataclasses.replace(s, attributes=(*s.attributes, external_id))
+
+
+ALL_SCHEMAS: tuple[schema.Schema, ...] = (
+    *(with_external_id(s) if s.id in (schema.CORE_USER, schema.CORE_GROUP) else s for s in schema.SCHEMAS),
+    *DISCOVERY_SCHEMAS,
+)
 
 
 def refuse_filter(request: web.Request) -> None:
@@ -146,7 +161,20 @@ def service_provider_config(settings_max_results: int, base: str) -> dict[str, A
                 "description": "Authentication with a per-tenant bearer token (Authorization: Bearer <token>)",
                 "specUri": "https://www.rfc-editor.org/info/rfc6750",
                 "primary": True,
-            }
+            },
+            {
+                "type": "oauthbearertoken",
+                "name": "OAuth 2.0 client credentials",
+                "description": (
+                    "An access token from the token endpoint "
+                    f"{base.removesuffix('/scim/v2')}/oauth2/token (grant_type=client_credentials; "
+                    "client_secret_basic, client_secret_post or private_key_jwt), sent as "
+                    "Authorization: Bearer <access token>"
+                ),
+                "specUri": "https://www.rfc-editor.org/info/rfc6749",
+                "documentationUri": f"{base.removesuffix('/scim/v2')}/.well-known/oauth-authorization-server",
+                "primary": False,
+            },
         ],
         "meta": {"resourceType": "ServiceProviderConfig", "location": f"{base}/ServiceProviderConfig"},
     }

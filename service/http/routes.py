@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from service.http import audit, discovery, groups, metrics, probes, users
+from service.http import audit, discovery, groups, metrics, oauth, probes, users
 from service.scim.errors import ScimError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,6 +48,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/healthz", probes.healthz),
     ("GET", "/readyz", probes.readyz),
     ("GET", "/metrics", metrics.metrics_handler),
+    # OAuth 2.0 (RFC 6749 4.4, RFC 7523, RFC 8414)
+    ("POST", oauth.TOKEN_PATH, oauth.token),
+    ("GET", oauth.METADATA_PATH, oauth.metadata),
     # discovery (RFC 7644 4)
     ("GET", SCIM, discovery.search_root),
     ("GET", f"{SCIM}/", discovery.search_root),

@@ -43,9 +43,11 @@ async def test_service_provider_config_says_what_the_server_does(
     assert spc["changePassword"] == {"supported": False}
     assert spc["sort"] == {"supported": True}
     assert spc["etag"] == {"supported": True}
-    [scheme] = spc["authenticationSchemes"]
+    scheme, oauth2 = spc["authenticationSchemes"]  # a bearer token; OAuth client credentials
     assert scheme["type"] == "oauthbearertoken" and scheme["primary"] is True
     assert scheme["name"] and scheme["description"]
+    assert oauth2["type"] == "oauthbearertoken" and oauth2["primary"] is False
+    assert "/oauth2/token" in oauth2["description"]
 
 
 async def test_filter_max_results_is_the_page_cap(client: TestClient, tenant: Tenant) -> None:
@@ -135,13 +137,17 @@ async def test_every_attribute_definition_is_complete(client: TestClient, tenant
                 assert a["referenceTypes"], (s["name"], a["name"])
 
 
-async def test_common_attributes_are_not_listed_in_core_schemas(client: TestClient, tenant: Tenant) -> None:
+async def test_common_attributes_are_not_listed_in_core_schemas_but_external_id(client: TestClient, tenant: Tenant) -> None:
     """RFC 7643 section 3.1: id, externalId and meta belong to every resource, not to a schema;
-    8.7.1 lists none of them, and scim2-models' Resource defines them itself."""
+    8.7.1 lists none of them, and scim2-models' Resource defines them itself. externalId is the
+    one exception (docs/decisions.md): clients that discover mappable attributes from /Schemas
+    alone (Entra's validator) must find it; id and meta are the server's and never mapped."""
     for urn in (schema.CORE_USER, schema.CORE_GROUP):
         _, s = await get(client, tenant, f"/Schemas/{urn}")
         names = {a["name"] for a in s["attributes"]}
-        assert not names & {"id", "externalId", "meta"}
+        assert not names & {"id", "meta"}
+        [external_id] = [a for a in s["attributes"] if a["name"] == "externalId"]
+        assert external_id["caseExact"] is True and external_id["mutability"] == "readWrite"
 
 
 async def test_unknown_schema_or_resource_type_is_a_scim_404(client: TestClient, tenant: Tenant) -> None:
