@@ -19,6 +19,7 @@ own queue; the table is shared.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import re
 import uuid
@@ -58,6 +59,13 @@ class RequestSummary:
 COLUMNS = [f.name for f in fields(RequestSummary)]
 
 
+def storable(summary: RequestSummary) -> RequestSummary:
+    """The summary with every U+0000 in its text shown as the escape \\x00."""
+    changed: dict[str, Any] = {f.name: v.replace("\x00", "\\x00") for f in fields(summary)
+               if isinstance(v := getattr(summary, f.name), str) and "\x00" in v}
+    return dataclasses.replace(summary, **changed) if changed else summary
+
+
 def clean_detail(detail: str | None) -> str | None:
     """A refusal's detail as stored: token-shaped strings masked, at most DETAIL_MAX chars."""
     if not detail:
@@ -88,11 +96,13 @@ class RequestLog:
         self.written = 0
 
     def record(self, summary: RequestSummary) -> None:
-        """Queue one summary: no I/O. Dropped (and counted) when the queue is full."""
+        """Queue one summary: no I/O. Dropped (and counted) when the queue is full. Text that
+        PostgreSQL cannot store (NUL) is made visible first, so one hostile request can never
+        make the batch it is flushed in fail."""
         if len(self._queue) >= self.limits.capacity:
             self.dropped += 1
             return
-        self._queue.append(summary)
+        self._queue.append(storable(summary))
         if len(self._queue) >= self.limits.batch:
             self._wake.set()
 

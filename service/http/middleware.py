@@ -385,11 +385,12 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
         tenant = admission.tenant_seen(secret)
         if tenant is not None:
             await _share(admission, tenant, export, taken)
-            if not request.content.is_eof():
-                await read_body(request)  # kept by aiohttp for the handler
         conn = await acquire(request.app)
         principal = await _admit(request, conn, secret, scope)
-        if tenant != principal.tenant_id:
+        if tenant == principal.tenant_id and not request.content.is_eof():
+            await release(request.app, conn)  # the body is still arriving: not on a connection
+            conn = None
+        elif tenant != principal.tenant_id:
             for held in taken:
                 held.release()
             taken.clear()

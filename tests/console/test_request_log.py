@@ -125,3 +125,17 @@ async def test_a_failing_database_costs_requests_nothing(client: TestClient, org
     await asyncio.sleep(log.limits.interval * 2.5)
     task.cancel()
     assert errors and isinstance(errors[0], OSError)
+
+
+async def test_a_nul_in_a_request_never_fails_the_batch_it_is_flushed_in(client: TestClient, org: Org, pool: asyncpg.Pool) -> None:
+    """PostgreSQL text cannot hold U+0000: a filter carrying one is refused with 400, and its
+    summary is stored with the NUL made visible, next to the other requests of the batch."""
+    headers = okta_headers(org.scim.secret)
+    bad = await client.get("/scim/v2/Users", params={"filter": 'userName eq "a\x00b"'}, headers=headers)
+    assert bad.status == 400
+    good = await client.get("/scim/v2/Users", headers=headers)
+    assert good.status == 200
+    await flush(client)
+    rows = await logged(pool, org.id)
+    assert [r["status"] for r in rows] == [400, 200]
+    assert "\\x00" in rows[0]["filter"]
