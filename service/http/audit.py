@@ -30,6 +30,7 @@ from multidict import MultiMapping
 from service.app import audit, freshness
 from service.app.freshness import Freshness
 from service.http.context import base_url, connection
+from service.http.exports import stream_export
 from service.http.keys import PRINCIPAL
 from service.http.wire import json_response
 from service.scim.errors import InvalidValue, ScimError
@@ -85,22 +86,7 @@ async def export_events(request: web.Request) -> web.StreamResponse:
         raise InvalidValue("format must be csv or jsonl")
     query = audit.parse_search(values)
     async with connection(request) as conn:
-        fresh = await _fresh_trail(conn, request)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": f"{audit.EXPORT_FORMATS[fmt]}; charset=utf-8",
-                "Content-Disposition": f'attachment; filename="audit-events.{fmt}"',
-                **fresh.headers(),
-            }
-        )
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        if fmt == "csv":
-            await response.write(audit.csv_lines([], header=True))
-        async for page in audit.walk(conn, request[PRINCIPAL].tenant_id, query):
-            await response.write(audit.csv_lines(page) if fmt == "csv" else audit.jsonl_lines(page))
-    await response.write_eof()
-    return response
+        return await stream_export(request, conn, request[PRINCIPAL].tenant_id, fmt, query)
 
 
 async def _history(request: web.Request, kind: str) -> web.Response:

@@ -44,7 +44,7 @@ from service.app.tenancy import Principal, authenticate
 from service.http.context import acquire, release
 from service.http.errors import to_scim
 from service.http.keys import CONNECTION, PRINCIPAL, REQUEST_ID, SETTINGS
-from service.http.wire import read_body, scim_response
+from service.http.wire import scim_response
 from service.runtime.config import Settings
 from service.runtime.database import unavailable
 from service.runtime.logs import forget_secrets, mask_in_logs, redact_text

@@ -21,7 +21,7 @@ from typing import Any
 
 from service.scim.errors import TooMany
 
-WORK_BUDGET = 10_000  # units of one PATCH, or of one in-memory filter evaluation
+WORK_BUDGET = 20_000  # units of one PATCH, or of one in-memory filter evaluation
 OPERATION_UNITS = 10  # the fixed cost of one PATCH operation (parse, resolve, dispatch)
 TEXT_UNIT = 256  # characters of a string compared (lower-cased, casefolded) per unit
 

@@ -79,6 +79,7 @@ def just_under_budget(resource: dict[str, Any], operations: list[dict[str, Any]]
     def body(n: int) -> dict[str, Any]:
         return patch(*(operations * n)[:n])
 
+    apply_patch(resource, body(1), USER_RESOURCE)  # one operation must fit, or this is no such PATCH
     for n in range(1, MAX_OPERATIONS):
         try:
             apply_patch(resource, body(n + 1), USER_RESOURCE)

@@ -13,6 +13,7 @@ from projections.domain.events import EVENT_TYPES
 from service.app import audit, trail_status
 from service.http.console.keys import DB, SESSION
 from service.http.console.render import render
+from service.http.exports import stream_export
 
 FILTERS = ("type", "target", "actor", "since", "until")
 
@@ -50,18 +51,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     if fmt not in audit.EXPORT_FORMATS:
         raise InvalidQuery("format must be csv or jsonl")
     query = audit.parse_search(_values(request))
-    response = web.StreamResponse(headers={
-        "Content-Type": f"{audit.EXPORT_FORMATS[fmt]}; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="audit-events.{fmt}"',
-    })
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    if fmt == "csv":
-        await response.write(audit.csv_lines([], header=True))
-    async for entries in audit.walk(request[DB], request[SESSION].principal.tenant_id, query):
-        await response.write(audit.csv_lines(entries) if fmt == "csv" else audit.jsonl_lines(entries))
-    await response.write_eof()
-    return response
+    return await stream_export(request, request[DB], request[SESSION].principal.tenant_id, fmt, query)
 
 
 async def seal_page(request: web.Request) -> web.Response:
