@@ -34,13 +34,11 @@ DETAIL_MAX = 500
 _SECRET = re.compile(r"scimledger_[A-Za-z0-9_\-]+")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestSummary:
-    """One request as the log keeps it (columns of `request_log`, in order)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestFacts:
+    """What the log keeps of one request: no body, no header but the User-Agent, no secret."""
 
-    tenant_id: uuid.UUID
     at: dt.datetime
-    token_id: uuid.UUID | None
     token_label: str
     client: str | None
     ip: str | None
@@ -54,6 +52,14 @@ class RequestSummary:
     scim_type: str | None
     detail: str | None
     duration_ms: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestSummary(RequestFacts):
+    """One request as it is queued (columns of `request_log`)."""
+
+    tenant_id: uuid.UUID
+    token_id: uuid.UUID | None
 
 
 COLUMNS = [f.name for f in fields(RequestSummary)]
@@ -187,23 +193,11 @@ _OUTCOME_SQL = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedRequest:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggedRequest(RequestFacts):
+    """One request as the provisioning log shows it."""
+
     id: int
-    at: dt.datetime
-    token_label: str
-    client: str | None
-    ip: str | None
-    request_id: str | None
-    method: str
-    path: str
-    resource_type: str | None
-    resource_id: str | None
-    filter: str | None
-    status: int
-    scim_type: str | None
-    detail: str | None
-    duration_ms: float
 
     @property
     def outcome(self) -> str:
