@@ -143,15 +143,21 @@ class UserPage:
     name: str | None  # the userName, the deleted user's last one too
 
 
+async def _gone(conn: asyncpg.Connection, tenant_id: uuid.UUID, kind: str, raw_id: str) -> tuple[uuid.UUID, str | None]:
+    """A deleted user or group of this tenant: its id and last name; else ResourceNotFound."""
+    target_id = parse_id(raw_id)
+    if target_id is None or await trail.target_type(conn, tenant_id, target_id) != kind:
+        raise ResourceNotFound(f"{kind.capitalize()} {raw_id} not found")
+    return target_id, await _last_name(conn, tenant_id, target_id)
+
+
 async def user_page(conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str) -> UserPage:
     """The user and its groups; a deleted user of this tenant answers with its name only."""
     try:
         state = await user_cases.get_user(conn, tenant_id, raw_id)
     except ResourceNotFound:
-        user_id = parse_id(raw_id)
-        if user_id is None or await trail.target_type(conn, tenant_id, user_id) != "user":
-            raise
-        return UserPage(user_id, None, [], await _last_name(conn, tenant_id, user_id))
+        user_id, name = await _gone(conn, tenant_id, "user", raw_id)
+        return UserPage(user_id, None, [], name)
     return UserPage(state.row.id, state.row, list(state.groups), state.row.user_name)
 
 
@@ -166,10 +172,8 @@ async def group_page(conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str
     try:
         row = await group_cases.get_group(conn, tenant_id, raw_id)
     except ResourceNotFound:
-        group_id = parse_id(raw_id)
-        if group_id is None or await trail.target_type(conn, tenant_id, group_id) != "group":
-            raise
-        return GroupPage(group_id, None, await _last_name(conn, tenant_id, group_id))
+        group_id, name = await _gone(conn, tenant_id, "group", raw_id)
+        return GroupPage(group_id, None, name)
     return GroupPage(row.id, row, row.display_name)
 
 
