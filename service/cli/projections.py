@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,13 +161,24 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_pool(settings, work))
 
 
-def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+def _over_named(
+    args: argparse.Namespace, settings: Settings,
+    work: Callable[[asyncpg.Pool, list[str], bool], Awaitable[int]],
+) -> int:
+    """Run `work` over the projections the command names (2 when a name is unknown)."""
     names = _named(args)
     if names is None:
         return 2
     tty = sys.stderr.isatty()
 
-    async def work(pool: asyncpg.Pool) -> int:
+    async def run(pool: asyncpg.Pool) -> int:
+        return await work(pool, names, tty)
+
+    return asyncio.run(_with_pool(settings, run))
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(pool: asyncpg.Pool, names: list[str], tty: bool) -> int:
         views = inline_views(names)
         try:
             if views:
@@ -184,16 +196,11 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         return 0
 
-    return asyncio.run(_with_pool(settings, work))
+    return _over_named(args, settings, work)
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    names = _named(args)
-    if names is None:
-        return 2
-    tty = sys.stderr.isatty()
-
-    async def work(pool: asyncpg.Pool) -> int:
+    async def work(pool: asyncpg.Pool, names: list[str], tty: bool) -> int:
         differences: list[str] = []
         try:
             views = inline_views(names)
@@ -214,7 +221,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         err(f"verified {', '.join(names)}: identical to a rebuild from the log")
         return 0
 
-    return asyncio.run(_with_pool(settings, work))
+    return _over_named(args, settings, work)
 
 
 def register(sub: Any) -> None:

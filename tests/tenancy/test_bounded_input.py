@@ -13,13 +13,8 @@ from urllib.parse import urlencode as _query
 
 import asyncpg
 
+from service.scim import limits
 from service.scim.filter import MAX_TERMS, MAX_VALUE_LENGTH
-from service.scim.limits import (
-    MAX_INDEXED_LENGTH,
-    MAX_START_INDEX,
-    MAX_STORED_VALUES,
-    MAX_STRING_LENGTH,
-)
 from tests.conftest import make_tenant
 from tests.support import (
     CORE_GROUP,
@@ -52,7 +47,7 @@ async def test_a_2676_character_name_is_refused_and_the_audit_trail_keeps_going(
     for path, body in (("/scim/v2/Users", {"schemas": [CORE_USER], "userName": long_name}),
                        ("/scim/v2/Groups", {"schemas": [CORE_GROUP], "displayName": long_name})):
         answer = await refused(seeded, "POST", path, data=_json(body), status=400, scim_type="invalidValue")
-        assert f"longer than {MAX_INDEXED_LENGTH} characters" in answer["detail"]
+        assert f"longer than {limits.MAX_INDEXED_LENGTH} characters" in answer["detail"]
     for path, op in ((f"/scim/v2/Users/{seeded.user_id}", {"op": "replace", "path": "userName", "value": long_name}),
                      (f"/scim/v2/Users/{seeded.user_id}", {"op": "replace", "path": "externalId", "value": long_name}),
                      (f"/scim/v2/Groups/{seeded.group_id}", {"op": "replace", "path": "displayName", "value": long_name})):
@@ -113,7 +108,7 @@ async def test_paging_numbers_out_of_range_are_invalid_value_never_500(seeded: S
     """Issue 12 item 7, RFC 7644 3.4.2.4 (1-based integers): `startIndex=99999999999999999999999`
     on GET and `"startIndex": 1e300` in .search overflowed OFFSET (a 500); a superscript or a
     5,000-digit number made int() raise. All are 400 invalidValue; a huge count is the page cap."""
-    for value in ("99999999999999999999999", str(MAX_START_INDEX + 1), "9" * 5000, "²", "1_0"):
+    for value in ("99999999999999999999999", str(limits.MAX_START_INDEX + 1), "9" * 5000, "²", "1_0"):
         await refused(seeded, "GET", "/scim/v2/Users?" + _query({"startIndex": value}), status=400,
                       scim_type="invalidValue")
     for value in (1e300, 99999999999999999999, "99999999999999999999999", 2.5):
@@ -122,7 +117,7 @@ async def test_paging_numbers_out_of_range_are_invalid_value_never_500(seeded: S
     resp = await seeded.client.get("/scim/v2/Users", params={"count": "9" * 30}, headers=seeded.headers())
     assert resp.status == 200 and (await resp.json(content_type=None))["itemsPerPage"] == 1
     resp = await seeded.client.post("/scim/v2/Users/.search", headers=seeded.headers(),
-                                    json={"schemas": [SEARCH_REQUEST], "count": 1e300, "startIndex": MAX_START_INDEX})
+                                    json={"schemas": [SEARCH_REQUEST], "count": 1e300, "startIndex": limits.MAX_START_INDEX})
     assert resp.status == 200 and (await resp.json(content_type=None))["Resources"] == []
 
 
@@ -137,7 +132,7 @@ async def test_huge_titles_cannot_be_stored_and_long_filter_literals_are_refused
         ("PATCH", f"/scim/v2/Users/{seeded.user_id}", patch({"op": "add", "path": "title", "value": title})),
     ):
         answer = await refused(seeded, method, path, data=_json(body), status=400, scim_type="invalidValue")
-        assert f"longer than {MAX_STRING_LENGTH} characters" in answer["detail"]
+        assert f"longer than {limits.MAX_STRING_LENGTH} characters" in answer["detail"]
     text = 'title co "' + "t" * 4070 + '"'
     for request in (("GET", "/scim/v2/Users?" + _query({"filter": text}), None),
                     ("POST", "/scim/v2/Users/.search", _json({"schemas": [SEARCH_REQUEST], "filter": text}))):
@@ -147,16 +142,16 @@ async def test_huge_titles_cannot_be_stored_and_long_filter_literals_are_refused
 
 async def test_values_terms_and_patched_size_beyond_the_bounds_change_nothing(seeded: Seeded) -> None:  # noqa: F811
     """A PATCH may only store what a PUT could: 101 emails added one request at a time stop at
-    MAX_STORED_VALUES; a filter of MAX_TERMS + 1 terms is invalidFilter."""
+    limits.MAX_STORED_VALUES; a filter of MAX_TERMS + 1 terms is invalidFilter."""
     user = f"/scim/v2/Users/{seeded.user_id}"
-    emails = [{"value": f"e{i}@example.com"} for i in range(MAX_STORED_VALUES)]
+    emails = [{"value": f"e{i}@example.com"} for i in range(limits.MAX_STORED_VALUES)]
     resp = await seeded.client.patch(user, headers=seeded.headers(),
                                      json=patch({"op": "add", "path": "emails", "value": emails}))
     assert resp.status == 200
     before = await (await seeded.client.get(user, headers=seeded.headers())).json(content_type=None)
     answer = await refused(seeded, "PATCH", user, status=400, scim_type="invalidValue",
                            data=_json(patch({"op": "add", "path": "emails", "value": [{"value": "one@more"}]})))
-    assert f"more than {MAX_STORED_VALUES} values" in answer["detail"]
+    assert f"more than {limits.MAX_STORED_VALUES} values" in answer["detail"]
     after = await (await seeded.client.get(user, headers=seeded.headers())).json(content_type=None)
     assert after == before
     text = " or ".join(f'userName eq "u{i}"' for i in range(MAX_TERMS + 1))
