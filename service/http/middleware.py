@@ -11,14 +11,14 @@ request line and the metrics).
 
 Connections (docs/security.md, "No tenant can take the shared resources"): authentication takes a
 pool connection for the token lookup and the rate-limit lease. If the request's body is still
-arriving, it gives it back at once, and the handler takes its own after reading the body
-(service/http/context.py, `connection`); a request without a body, or whose body came whole
-with its head (most SCIM bodies), keeps it: no wait on the client happens while it is held, and
-the request costs one pool checkout as before. Each tenant may have at most
+arriving then, it gives it back, and the handler takes its own after reading the body
+(service/http/context.py, `connection`); a request without a body, or whose body has arrived
+(most SCIM bodies come with their head), keeps it: no wait on the client happens while it is
+held, and the request costs one pool checkout as before. Each tenant may have at most
 `tenant_request_cap` requests in flight per worker (4/5 of the pool by default: a request holds
 at most one connection, so the rest of the pool stays free for other tenants) and
-`tenant_exports` exports: over the cap a request waits up to pool_timeout_s for a slot, an
-export not at all, then 429 with Retry-After.
+`tenant_exports` exports: over the cap a request waits up to pool_timeout_s for a slot, holding
+no connection, an export not at all, then 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -367,12 +367,11 @@ async def _admit(request: web.Request, conn: asyncpg.Connection, secret: str, sc
 
 @web.middleware
 async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Token, scope, rate limit, and the tenant's share of the worker, holding a connection only
-    while the database is used. A token seen before names its tenant: the request takes its
-    tenant's slot and reads its body first, holding nothing, then authenticates on the
-    connection its handler keeps (one pool checkout). A token not seen yet authenticates first,
-    then takes the slot; if it must wait for the slot or for its body, it gives the connection
-    back meanwhile and the handler takes another."""
+    """Token, scope, rate limit and the tenant's share of the worker, with a connection held
+    only while the database is used. A token seen before names its tenant, so the request
+    waits for its tenant's slot first, holding nothing; a token not seen yet takes the slot
+    after the lookup, giving the connection back if it has to wait. Either way, a body still
+    arriving after the lookup is read with no connection held (the handler takes one after)."""
     scope = required_scope(request.path)
     if scope is None:
         return await handler(request)
@@ -387,18 +386,17 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
             await _share(admission, tenant, export, taken)
         conn = await acquire(request.app)
         principal = await _admit(request, conn, secret, scope)
-        if tenant == principal.tenant_id and not request.content.is_eof():
-            await release(request.app, conn)  # the body is still arriving: not on a connection
-            conn = None
-        elif tenant != principal.tenant_id:
-            for held in taken:
+        late = tenant != principal.tenant_id  # its share is still to take
+        if late:
+            for held in taken:  # a hash collision: that was another tenant's share
                 held.release()
             taken.clear()
             admission.seen(secret, principal.tenant_id)
-            if admission.request_slot(principal.tenant_id).locked() or not request.content.is_eof():
-                # never hold a connection while waiting: for a slot, or for a body still arriving
-                await release(request.app, conn)
-                conn = None
+        if not request.content.is_eof() or (late and admission.request_slot(principal.tenant_id).locked()):
+            # never hold a connection while waiting: for a body still arriving, or for a slot
+            await release(request.app, conn)
+            conn = None
+        if late:
             await _share(admission, principal.tenant_id, export, taken)
     except BaseException:
         for held in taken:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
@@ -163,15 +164,19 @@ async def test_a_client_that_stops_reading_is_cut_off_and_its_connection_release
         assert not [e for e in logs if "exc_info" in e or e.get("log_level") == "error"], logs
 
 
+@pytest.mark.parametrize("seen", [False, True], ids=["new-token", "known-token"])
 async def test_a_body_that_stops_arriving_is_408_and_holds_no_connection(
-    settings: Settings, dsn: str, pool: asyncpg.Pool
+    seen: bool, settings: Settings, dsn: str, pool: asyncpg.Pool
 ) -> None:
     """A POST whose body stops arriving holds no pool connection while the server waits (the
     worker's one connection serves another tenant meanwhile), and after body_timeout_s it is
     answered 408 with a SCIM error (RFC 7644 3.12) and the connection is closed (RFC 9110
-    15.5.9); nothing is created."""
+    15.5.9); nothing is created. Both ways through authentication: a token this worker has not
+    seen yet, and one it has (whose request takes its tenant's slot before the lookup)."""
     slow, other = await make_tenant(pool, "slow"), await make_tenant(pool, "other")
     async with live(replace(settings, body_timeout_s=1.5, pool_min=1, pool_max=1), dsn) as server:
+        if seen:
+            assert (await get(server.port, "/scim/v2/Users", slow))[0] == 200
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(head("POST", "/scim/v2/Users", slow, Content_Type="application/scim+json",
                           Content_Length="100") + b'{"userName": "half')
