@@ -27,6 +27,7 @@ from projections.followers.audit import AuditEntry, AuditProjection, AuditQuery,
 from projections.followers.seal import SealProjection
 from service.app import audit, tenancy
 from service.cli.context import Context
+from service.cli.options import tenant_option
 from service.cli.output import err, printable
 from service.scim.render import render_group_with_members, render_user
 
@@ -154,7 +155,7 @@ def register(sub: Any) -> None:
     cmds = parser.add_subparsers(dest="audit", required=True)
 
     events = cmds.add_parser("events", help="search the audit trail (all matching events, in order)")
-    events.add_argument("--tenant", required=True)
+    tenant_option(events)
     events.add_argument("--type", default=None, help="event types, comma-separated (user.deactivated,...)")
     events.add_argument("--target", default=None, help="an id, userName or displayName (past ones too)")
     events.add_argument("--actor", default=None, help="a token label or token id")
@@ -164,18 +165,18 @@ def register(sub: Any) -> None:
     events.set_defaults(run=cmd_events)
 
     history = cmds.add_parser("history", help="a user's (or group's) whole story")
-    history.add_argument("--tenant", required=True)
+    tenant_option(history)
     history.add_argument("user", metavar="USER", help="id or userName (deleted and renamed users too)")
     history.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
     history.set_defaults(run=cmd_history)
 
     state = cmds.add_parser("state", help="a user (or group) exactly as it was at a moment")
-    state.add_argument("--tenant", required=True)
+    tenant_option(state)
     state.add_argument("user", metavar="USER", help="id or userName")
     state.add_argument("--as-of", required=True, help="ISO-8601 date-time (UTC unless an offset is given)")
     state.set_defaults(run=cmd_state)
 
     verify = cmds.add_parser("verify", help="recompute the tenant's seal chain; exit 1 on a break")
-    verify.add_argument("--tenant", required=True)
+    tenant_option(verify)
     verify.add_argument("--format", choices=("text", "json"), default="text")
     verify.set_defaults(run=cmd_verify)

@@ -25,6 +25,7 @@ from service.app import oauth, tenancy
 from service.app.jwks import JwksUnavailable, parse_key_set
 from service.app.principal import SCOPES
 from service.cli.context import Context
+from service.cli.options import tenant_option
 from service.cli.output import err
 
 
@@ -81,6 +82,18 @@ async def cmd_revoke(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+async def cmd_federate(args: argparse.Namespace, ctx: Context) -> int:
+    tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
+    client_id = await oauth.federate_client(
+        ctx.conn, tenant.id, args.label, issuer=args.issuer, subject=args.subject,
+        jwks_url=args.jwks_url, jwks=args.jwks_file, scope=args.scope, audience=args.audience,
+    )
+    err(f"federated OAuth client {client_id} ({args.scope}, label {args.label!r}) trusts issuer "
+        f"{args.issuer} for subject {args.subject}")
+    print(client_id)
+    return 0
+
+
 async def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
     now = dt.datetime.now(dt.UTC)
@@ -99,22 +112,11 @@ async def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-async def cmd_federate(args: argparse.Namespace, ctx: Context) -> int:
-    tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
-    client_id = await oauth.federate_client(
-        ctx.conn, tenant.id, args.label, issuer=args.issuer, subject=args.subject,
-        jwks_url=args.jwks_url, jwks=args.jwks_file, scope=args.scope, audience=args.audience,
-    )
-    err(f"federated OAuth client {client_id} ({args.scope}, label {args.label!r}) trusts issuer "
-        f"{args.issuer} for subject {args.subject}")
-    print(client_id)
-    return 0
-
-
 def register(sub: Any) -> None:
-    client = sub.add_parser("client", help="manage OAuth 2.0 clients").add_subparsers(dest="client", required=True)
+    group = sub.add_parser("client", help="manage OAuth 2.0 clients (client credentials, federation)")
+    client = group.add_subparsers(dest="client", required=True)
     create = client.add_parser("create", help="a client with a secret; prints its id, then the secret")
-    create.add_argument("--tenant", required=True)
+    tenant_option(create)
     create.add_argument("--label", required=True, help="names the actor in the audit trail (entra-prod)")
     create.add_argument("--scope", choices=SCOPES, default="scim")
     create.add_argument("--secret-days", type=int, default=None,
@@ -136,11 +138,11 @@ def register(sub: Any) -> None:
     revoke.set_defaults(run=cmd_revoke)
 
     listing = client.add_parser("list", help="a tenant's clients (never a secret)")
-    listing.add_argument("--tenant", required=True)
+    tenant_option(listing)
     listing.set_defaults(run=cmd_list)
 
     federate = client.add_parser("federate", help="a client authenticated by a trusted issuer's JWTs; prints its id")
-    federate.add_argument("--tenant", required=True)
+    tenant_option(federate)
     federate.add_argument("--label", required=True)
     federate.add_argument("--issuer", required=True, help="the `iss` of the client's assertions")
     federate.add_argument("--subject", required=True, help="the `sub` of the client's assertions")

@@ -14,6 +14,7 @@ from typing import Any
 
 from service.app import tenancy
 from service.cli.context import Context
+from service.cli.options import tenant_option
 from service.cli.output import err, printable
 
 
@@ -187,13 +188,13 @@ def register(sub: Any) -> None:
 
     token = sub.add_parser("token", help="manage bearer tokens").add_subparsers(dest="token", required=True)
     t_issue = token.add_parser("issue", help="issue a token; prints the secret alone")
-    t_issue.add_argument("--tenant", required=True)
+    tenant_option(t_issue)
     t_issue.add_argument("--label", required=True, type=name_arg,
                          help="names the actor in the audit trail (okta, entra-prod)")
     t_issue.add_argument("--scope", choices=tenancy.SCOPES, default="scim")
     t_issue.set_defaults(run=cmd_token_issue)
     t_list = token.add_parser("list", help="a tenant's tokens (never the secrets)")
-    t_list.add_argument("--tenant", required=True)
+    tenant_option(t_list)
     t_list.set_defaults(run=cmd_token_list)
     t_revoke = token.add_parser("revoke", help="refuse a token from the next request on")
     t_revoke.add_argument("token_id", metavar="ID", type=token_id_arg)

@@ -12,6 +12,7 @@ from typing import Any
 
 from service.app import tenancy, users
 from service.cli.context import Context
+from service.cli.options import tenant_option
 from service.cli.output import err, printable
 from service.scim.schema import CORE_USER
 
@@ -61,7 +62,7 @@ async def cmd_user_list(args: argparse.Namespace, ctx: Context) -> int:
 def register(sub: Any) -> None:
     user = sub.add_parser("user", help="manage users on the app's side").add_subparsers(dest="user", required=True)
     create = user.add_parser("create", help="create a user; prints its id")
-    create.add_argument("--tenant", required=True)
+    tenant_option(create)
     create.add_argument("user_name", metavar="USERNAME")
     create.add_argument("--given", default=None)
     create.add_argument("--family", default=None)
@@ -72,9 +73,9 @@ def register(sub: Any) -> None:
         ("reactivate", cmd_user_reactivate, "reactivate a user"),
     ):
         p = user.add_parser(name, help=text)
-        p.add_argument("--tenant", required=True)
+        tenant_option(p)
         p.add_argument("user", metavar="USER", help="id or userName")
         p.set_defaults(run=fn)
     listing = user.add_parser("list", help="list the tenant's users")
-    listing.add_argument("--tenant", required=True)
+    tenant_option(listing)
     listing.set_defaults(run=cmd_user_list)

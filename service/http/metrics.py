@@ -27,8 +27,7 @@ What is measured where:
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -52,6 +51,7 @@ from projections import registry
 from projections.followers import dead_letters
 from projections.followers import runner as follower
 from service.http.keys import POOL
+from service.http.observe import Handler, observed
 
 log = structlog.get_logger("scimledger.metrics")
 
@@ -68,7 +68,6 @@ THROTTLED = Counter("scimledger_http_throttled", "requests refused with 429 (ten
 POOL_SIZE = Gauge("scimledger_db_pool_size", "database connections open", multiprocess_mode="livesum")
 POOL_IDLE = Gauge("scimledger_db_pool_idle", "database connections idle", multiprocess_mode="livesum")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNMATCHED = "unmatched"
 
 
@@ -89,22 +88,15 @@ def observe_pool(pool: asyncpg.Pool | None) -> None:
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as e:
-        status = e.status
-        raise
-    finally:
+    def done(_response: web.StreamResponse | None, status: int, seconds: float) -> None:
         route = route_template(request)
         REQUESTS.labels(request.method, route, str(status)).inc()
-        LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        LATENCY.labels(request.method, route).observe(seconds)
         if status == 429:
             THROTTLED.inc()
         observe_pool(request.app.get(POOL))
+
+    return await observed(request, handler, done)
 
 
 # --- computed at scrape time -----------------------------------------------------------------

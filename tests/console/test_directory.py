@@ -79,3 +79,24 @@ async def test_the_timeline_shows_before_and_after(client: TestClient, org: Org,
     updated = html.split("user.updated", 1)[1].split("</table>", 1)[0]
     assert "<del>Analyst</del>" in updated and "<ins>Countess &lt;b&gt;</ins>" in updated  # escaped
     assert "2 events in the audit trail" in html
+
+
+async def test_a_deleted_users_and_groups_page_keeps_its_history(
+        client: TestClient, org: Org, pool: asyncpg.Pool) -> None:
+    """A deleted resource (RFC 7644 3.6) is gone from the views, not from the log: its page says so
+    and still shows the timeline."""
+    headers = okta_headers(org.scim.secret)
+    r = await client.post("/scim/v2/Users", headers=headers, json=new_user("gone@example.com"))
+    user_id = (await body_of(r))["id"]
+    r = await client.post("/scim/v2/Groups", headers=headers, json={"schemas": [CORE_GROUP], "displayName": "Gone"})
+    group_id = (await body_of(r))["id"]
+    assert (await client.delete(f"/scim/v2/Users/{user_id}", headers=headers)).status == 204
+    assert (await client.delete(f"/scim/v2/Groups/{group_id}", headers=headers)).status == 204
+    await caught_up(pool, "audit")
+    await sign_in(client, org.scim.secret)
+    for kind, ident, created, deleted in (("user", user_id, "user.created", "user.deleted"),
+                                          ("group", group_id, "group.created", "group.deleted")):
+        html = await (await client.get(f"/console/{kind}s/{ident}")).text()
+        assert f"This {kind} was deleted (<code>{ident}</code>)" in html
+        timeline = html.split('id="timeline-title"', 1)[1]
+        assert created in timeline and deleted in timeline

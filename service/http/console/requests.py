@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import msgspec
 import structlog
@@ -23,8 +22,8 @@ from aiohttp import web
 from service.app.request_log import RequestLog, RequestSummary, clean_detail
 from service.http.console.keys import CONSOLE_SETTINGS, REQUEST_LOG
 from service.http.keys import POOL, PRINCIPAL, REQUEST_ID
+from service.http.observe import Handler, observed
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("scimledger.console")
 
 PREFIX = "/scim/v2"
@@ -60,17 +59,8 @@ def error_of(response: web.StreamResponse | None) -> tuple[str | None, str | Non
 async def log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not (request.path == PREFIX or request.path.startswith(PREFIX + "/")):
         return await handler(request)
-    started = time.perf_counter()
-    response: web.StreamResponse | None = None
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as e:
-        status = e.status
-        raise
-    finally:
+
+    def done(response: web.StreamResponse | None, status: int, seconds: float) -> None:
         principal = request.get(PRINCIPAL)
         requests_log = request.app.get(REQUEST_LOG)
         if principal is not None and requests_log is not None:
@@ -84,8 +74,10 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
                 ip=request.remote, request_id=request.get(REQUEST_ID), method=request.method,
                 path=request.path[:300], resource_type=kind, resource_id=ident,
                 filter=flt[:300] if flt else None, status=status, scim_type=scim_type, detail=detail,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
             ))
+
+    return await observed(request, handler, done)
 
 
 async def request_log_ctx(app: web.Application) -> AsyncIterator[None]:
