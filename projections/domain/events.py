@@ -56,6 +56,9 @@ class GroupUpdated(Event, tag="group.updated"):
 
 class GroupMembersAdded(Event, tag="group.members_added"):
     members: list[str]
+    # ids a push named that are no User of the tenant (or no id at all), skipped rather than
+    # refusing the push (service/app/groups.py); `members` may then be empty
+    skipped: list[str] = []
 
 
 class GroupMembersRemoved(Event, tag="group.members_removed"):

@@ -31,6 +31,44 @@ class MemberChange:
     removed: list[uuid.UUID]
 
 
+@dataclass(frozen=True)
+class Op:
+    """A member operation after `known_only`: the same kind, only ids that may be applied."""
+
+    kind: str
+    values: list[str]
+
+
+def parsed_or_none(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        return None
+
+
+def known_only(ops: Sequence[MemberOp], unknown: set[uuid.UUID]) -> tuple[list[Op], list[str]]:
+    """The operations without the ids to add that cannot be (not a UUID, or in `unknown`), and
+    those ids in the order given. A `replace` that named ids, none of them applicable, is
+    dropped: unknown ids never empty a group (an explicit empty `replace` still does)."""
+    kept: list[Op] = []
+    skipped: dict[str, None] = {}
+    for op in ops:
+        if op.kind not in ("add", "replace"):
+            kept.append(Op(op.kind, list(op.values)))
+            continue
+        values = []
+        for raw in op.values:
+            parsed = parsed_or_none(raw)
+            if parsed is None or parsed in unknown:
+                skipped[str(raw)] = None
+            else:
+                values.append(raw)
+        if op.kind == "replace" and op.values and not values:
+            continue
+        kept.append(Op(op.kind, values))
+    return kept, list(skipped)
+
+
 def member_uuid(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(raw))
@@ -39,17 +77,14 @@ def member_uuid(raw: str) -> uuid.UUID:
 
 
 def ids_named(ops: Iterable[MemberOp]) -> set[uuid.UUID]:
-    """Every id the operations name, parsed; removing an id that is not a UUID is a no-op."""
+    """Every id the operations name that is a UUID (any other names no User: `known_only`
+    skips it in an add, and removing it is a no-op)."""
     out: set[uuid.UUID] = set()
     for op in ops:
         for raw in op.values:
-            if op.kind in ("add", "replace"):
-                out.add(member_uuid(raw))
-            else:
-                try:
-                    out.add(uuid.UUID(str(raw)))
-                except ValueError:
-                    continue
+            parsed = parsed_or_none(raw)
+            if parsed is not None:
+                out.add(parsed)
     return out
 
 

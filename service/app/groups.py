@@ -9,6 +9,12 @@ concurrent PATCHes adding different members all land without retries. Member res
 policy and lives here: every id added must be an existing User of the tenant, and stays one to
 the end of the transaction (its row is locked FOR KEY SHARE, so a concurrent DELETE of that
 user waits for the add and then removes the new membership too: service.app.users).
+
+An id that is no User of the tenant (deleted on the app's side, never provisioned, not an id
+at all) is skipped, not refused: the known members are applied and the skipped ids recorded on
+the `group.members_added` event (and logged). IdPs treat a 400 as final, so one stale id would
+otherwise lose the whole push; and a `replace` whose ids are all unknown changes nothing, so
+unknown ids never empty a group (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -18,18 +24,20 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
+import structlog
 
 from projections.domain import decide
 from projections.domain.actor import Actor
-from projections.domain.errors import InvalidMember, ResourceNotFound
+from projections.domain.errors import ResourceNotFound
 from projections.domain.events import Event, GroupMembersAdded, GroupMembersRemoved
 from projections.domain.folds import GroupRow
 from projections.domain.members import (
     MemberOp,
     decide_members,
     ids_named,
-    member_uuid,
+    known_only,
     needs_full_list,
+    parsed_or_none,
 )
 from projections.views import groups as groups_view
 from service.app.columns import GROUPS_TARGET
@@ -42,6 +50,11 @@ from service.scim.patch import apply_patch
 from service.scim.query import ListQuery
 from service.scim.resource import check_bounds, normalize
 from service.scim.schema import GROUP_RESOURCE
+
+log = structlog.get_logger("scimledger.groups")
+# skipped ids recorded on one event at most; a request names at most MAX_PATCH_VALUES ids, and
+# each is bounded in length by the protocol layer, so the event stays bounded either way
+MAX_SKIPPED_RECORDED = 1_000
 
 
 async def get_group(
@@ -74,7 +87,8 @@ async def _member_events(
     if all(op.kind in ("add", "replace") for op in ops):
         to_add = named  # the same ids: a push of thousands of members is parsed once less
     else:
-        to_add = {member_uuid(v) for op in ops if op.kind in ("add", "replace") for v in op.values}
+        to_add = {m for op in ops if op.kind in ("add", "replace") for v in op.values
+                  if (m := parsed_or_none(v)) is not None}
     present: set[uuid.UUID] = set()
     full: set[uuid.UUID] | None = None
     if group_id is not None:
@@ -85,18 +99,17 @@ async def _member_events(
     elif needs_full_list(ops):
         full = set()
     joining = to_add - (full if full is not None else present)
-    if joining:
-        known = await groups_view.existing_users(conn, tenant_id, list(joining))
-        unknown = sorted(str(m) for m in joining - known)
-        if unknown:
-            raise InvalidMember(f"unknown member id(s): {', '.join(unknown[:10])}"
-                                + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
-    change = decide_members(ops, present, full)
+    unknown = joining - await groups_view.existing_users(conn, tenant_id, list(joining)) if joining else set()
+    applicable, skipped = known_only(ops, unknown)
+    change = decide_members(applicable, present, full)
     events: list[Event] = []
     if change.removed:
         events.append(GroupMembersRemoved(members=[str(m) for m in change.removed]))
-    if change.added:
-        events.append(GroupMembersAdded(members=[str(m) for m in change.added]))
+    if change.added or skipped:
+        events.append(GroupMembersAdded(members=[str(m) for m in change.added], skipped=skipped[:MAX_SKIPPED_RECORDED]))
+    if skipped:
+        log.warning("group.members_skipped", tenant_id=str(tenant_id), group_id=str(group_id) if group_id else None,
+                    count=len(skipped), ids=skipped[:10])
     return events
 
 

@@ -72,7 +72,7 @@ def create_app(settings: Settings, dsn: str) -> web.Application:
     app.cleanup_ctx.append(_pool)
     app.cleanup_ctx.append(followers_ctx)  # after the pool: stops before it closes
     app[EVENT_COUNTS] = EventCounts()
-    add_routes(app.router)
+    add_routes(app)
     oauth.setup(app)
     console.setup(app)  # the web console and its request-log hook (docs/console.md)
     return app

@@ -21,11 +21,14 @@ What is measured where:
   most that many index entries however far behind a failed follower is.
 - dead letters per follower (`scimledger_follower_dead_letters`): events a follower could not
   apply and stepped over (projections/followers/dead_letters.py), counted up to 10,000.
+- OAuth client secrets about to expire (`scimledger_oauth_client_secrets_expiring`, within 7 and
+  30 days; scrape time), so an operator rotates them before an IdP's connection breaks.
 - pool use: size and idle connections of each worker's pool (gauges summed over live workers).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -50,7 +53,8 @@ from eventstore.stats import counts_by_type_below_xmin
 from projections import registry
 from projections.followers import dead_letters
 from projections.followers import runner as follower
-from service.http.keys import POOL
+from service.app import oauth
+from service.http.keys import POOL, TEMPLATES
 from service.http.observe import Handler, observed
 
 log = structlog.get_logger("scimledger.metrics")
@@ -77,7 +81,7 @@ def route_template(request: web.Request) -> str:
     resource = route.resource if route is not None else None
     if resource is None or isinstance(request.match_info.http_exception, web.HTTPException):
         return UNMATCHED
-    return resource.canonical
+    return request.app.get(TEMPLATES, {}).get(resource, resource.canonical)
 
 
 def observe_pool(pool: asyncpg.Pool | None) -> None:
@@ -157,10 +161,17 @@ async def database_families(conn: asyncpg.Connection, events: EventCounts) -> li
     names = sorted(set(registry.FOLLOWER_NAMES) | {r.name for r in rows})
     for name, n in (await dead_letters.counts(conn, names)).items():
         dead.add_metric([name], n)
-    return [appended, lag_events, lag_seconds, state, dead]
+    expiring = GaugeMetricFamily(
+        "scimledger_oauth_client_secrets_expiring",
+        "active OAuth client secrets that expire within the window (rotate them before)", labels=["within"],
+    )
+    for label, days in SECRET_WARNING_WINDOWS:
+        expiring.add_metric([label], await oauth.secrets_expiring(conn, dt.timedelta(days=days)))
+    return [appended, lag_events, lag_seconds, state, dead, expiring]
 
 
 EVENT_COUNTS = web.AppKey("metrics_event_counts", EventCounts)
+SECRET_WARNING_WINDOWS = (("7d", 7), ("30d", 30))
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -3,15 +3,23 @@
 Resource paths are the RFC 7644 3.2 endpoints under /scim/v2, the auditor's read-only API under
 /audit/v1, and the unauthenticated probes. Scopes are decided by prefix in the authentication
 middleware (service/http/middleware.py).
+
+The SCIM endpoints are matched leniently, as real IdPs need: the endpoint's name in any case
+(`/scim/v2/users`) and with a trailing slash (`/scim/v2/Users/`, `/scim/v2/Users/{id}/`). The
+`/scim/v2` prefix stays exact (the scope check reads it). `lenient` turns a template into an
+aiohttp pattern doing that; `TEMPLATES` maps each registered resource back to its template,
+which metrics and the request log use as its name.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from service.http import audit, discovery, groups, metrics, oauth, probes, users
+from service.http.keys import TEMPLATES
 from service.scim.errors import ScimError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -43,6 +51,7 @@ def resource_routes(
 
 SCIM = "/scim/v2"
 AUDIT = "/audit/v1"
+ENDPOINTS = ("ServiceProviderConfig", "ResourceTypes", "Schemas", "Users", "Groups")  # RFC 7644 3.2
 
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/healthz", probes.healthz),
@@ -76,9 +85,27 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
+def lenient(template: str) -> str:
+    """`/scim/v2/Users/{id}` -> `/scim/v2/{_endpoint:(?i:Users)}/{id}{_slash:/?}`: the endpoint's
+    name case-insensitive, an optional trailing slash. Other paths come back unchanged."""
+    head, _, rest = template.partition(f"{SCIM}/")
+    endpoint, slash, tail = rest.partition("/")
+    if head or endpoint not in ENDPOINTS:
+        return template
+    return f"{SCIM}/{{_endpoint:(?i:{re.escape(endpoint)})}}{slash}{tail}{{_slash:/?}}"
+
+
+def canonical_endpoint(name: str) -> str | None:
+    """The RFC 7644 3.2 spelling of an endpoint name given in any case; None when unknown."""
+    return next((e for e in ENDPOINTS if e.lower() == name.lower()), None)
+
+
+def add_routes(app: web.Application) -> None:
+    templates: dict[web.AbstractResource, str] = {}
     for method, path, handler in ROUTES:
         if method == "GET":
-            router.add_get(path, handler)  # and HEAD, as aiohttp does for every GET route
+            route = app.router.add_get(lenient(path), handler)  # and HEAD, as for every GET route
         else:
-            router.add_route(method, path, handler)
+            route = app.router.add_route(method, lenient(path), handler)
+        templates[route.resource] = path  # type: ignore[index]
+    app[TEMPLATES] = templates

@@ -67,6 +67,7 @@ from service.scim.resource import (
     check_required,
     coerce,
     coerce_element,
+    drop_valueless,
     is_members,
     locate,
     normalize_members,
@@ -454,6 +455,7 @@ class _Engine:
 
     def result(self, original: dict[str, Any]) -> PatchResult:
         doc = self.doc
+        drop_valueless(doc, self.rt)
         for schema in self.rt.extensions:
             extension = doc.get(schema.id)
             if isinstance(extension, dict):

@@ -17,9 +17,13 @@ Leniency (IdPs send these; see DESIGN.md "Interoperability with real IdPs"):
 - a single value for a multi-valued attribute is wrapped in a list; a bare scalar for a complex
   attribute that has a `value` sub-attribute becomes `{"value": scalar}` (manager as a bare id);
   a list for a single-valued complex attribute takes its first element (manager as `[{value}]`);
-- `null`, `{}` and `[]` mean "unassigned" (RFC 7644 3.5.2) and are dropped. Empty strings are
-  kept as given: RFC 7644 does not list "" as unassigned and `pr` already treats it as absent
-  (RFC 7644 3.4.2.2); only a required attribute rejects "".
+- `null`, `{}`, `[]` and `""` mean "unassigned" (RFC 7644 3.5.2) and are dropped. RFC 7644 does
+  not list "" among them, but `pr` already treats it as absent (RFC 7644 3.4.2.2), and Entra
+  sends "" to clear an attribute whose source was emptied (its "null update"), expecting GET to
+  show the attribute gone; a required attribute given "" is missing, so refused (RFC 7643 2.2);
+- a value of a multi-valued attribute whose `value` sub-attribute is unassigned is itself
+  unassigned (an email without an address: what is left of `emails[type eq "home"].value` set
+  to "").
 
 Bounds (service/scim/limits.py, docs/security.md): every string is checked as it is coerced (its
 length, no NUL, no lone surrogate), and `check_bounds` checks a whole stored resource (values per
@@ -125,6 +129,8 @@ def _scalar(attribute: Attribute, value: Any, label: str, lenient: bool) -> Any:
     kind = attribute.type
     if kind in ("string", "reference", "binary"):
         if isinstance(value, str):
+            if lenient and value == "":
+                return None  # Entra's null update: "" unassigns (module docstring)
             return check_string(value, f"attribute {label!r}", string_limit(label, kind))
     elif kind == "boolean":
         if isinstance(value, bool):
@@ -168,12 +174,23 @@ def _complex(attribute: Attribute, value: Any, label: str, lenient: bool) -> dic
 
 def coerce_element(attribute: Attribute, value: Any, label: str, *, lenient: bool = True) -> Any:
     """One value of `attribute` (an element of it when multi-valued), normalised; None when the
-    value is unassigned (null or an empty object)."""
+    value is unassigned (null, "" or an empty object)."""
     if value is None:
         return None
     if attribute.type == "complex":
         return _complex(attribute, value, label, lenient)
     return _scalar(attribute, value, label, lenient)
+
+
+def is_valueless(attribute: Attribute, element: Any) -> bool:
+    """True for an element of a multi-valued complex attribute that has a `value` sub-attribute
+    but no value (RFC 7643 2.4: `value` is the element's significant value)."""
+    return (
+        attribute.multi_valued
+        and isinstance(element, dict)
+        and attribute.sub("value") is not None
+        and element.get("value") in (None, "")
+    )
 
 
 def coerce(attribute: Attribute, value: Any, label: str, *, lenient: bool = True) -> Any:
@@ -193,10 +210,26 @@ def coerce(attribute: Attribute, value: Any, label: str, *, lenient: bool = True
     out = []
     for item in value:
         coerced = coerce_element(attribute, item, label, lenient=lenient)
-        if coerced is not None:
+        if coerced is not None and not is_valueless(attribute, coerced):
             out.append(coerced)
     check_primary(attribute, out, label)
     return out or None
+
+
+def drop_valueless(resource: dict[str, Any], resource_type: ResourceType) -> None:
+    """Remove, in place, the elements `is_valueless` finds, and attributes left empty by it."""
+    for schema in resource_type.schemas:
+        container = resource if schema is resource_type.schema else resource.get(schema.id)
+        if not isinstance(container, dict):
+            continue
+        for attribute in schema.attributes:
+            current = container.get(attribute.name)
+            if isinstance(current, list) and any(is_valueless(attribute, e) for e in current):
+                kept = [e for e in current if not is_valueless(attribute, e)]
+                if kept:
+                    container[attribute.name] = kept
+                else:
+                    del container[attribute.name]
 
 
 def check_primary(attribute: Attribute, values: Iterable[Any], label: str) -> None:

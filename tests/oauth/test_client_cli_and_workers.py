@@ -8,9 +8,10 @@ import base64
 import uuid
 
 import aiohttp
+from aiohttp.test_utils import TestClient
 
 from service.app import oauth
-from tests.support import bearer, cli, env_for, free_port, serve, wait_http
+from tests.support import bearer, cli, env_for, free_port, metric, serve, wait_http
 
 
 def test_client_create_prints_the_id_then_the_secret_and_list_never_shows_a_secret(dsn: str) -> None:
@@ -74,3 +75,23 @@ async def test_a_revoked_client_is_refused_at_once_by_every_worker(dsn: str) -> 
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait, 30)
+
+
+async def test_expiring_secrets_show_in_the_metrics(dsn: str, client: TestClient) -> None:
+    """Issue: expiring secrets show in `client list` and in the metrics, so an operator sees
+    them coming: `scimledger_oauth_client_secrets_expiring` counts active secrets of active
+    clients by window; a revoked secret no longer counts."""
+    env = env_for(dsn)
+    cli("tenant", "create", "acme", env=env)
+    soon, _ = cli("client", "create", "--tenant", "acme", "--label", "soon", "--secret-days", "5", env=env).stdout.splitlines()
+    cli("client", "create", "--tenant", "acme", "--label", "later", "--secret-days", "20", env=env)
+    cli("client", "create", "--tenant", "acme", "--label", "far", "--secret-days", "200", env=env)
+
+    async def expiring() -> tuple[float, float]:
+        text = await (await client.get("/metrics")).text()
+        name = "scimledger_oauth_client_secrets_expiring"
+        return metric(text, name, within="7d"), metric(text, name, within="30d")
+
+    assert await expiring() == (1, 2)
+    cli("client", "revoke", soon, env=env)
+    assert await expiring() == (0, 1)

@@ -100,6 +100,13 @@ def test_rfc7644_3_4_2_2_value_filter_paths_are_relative() -> None:
         path("emails"), Not(Compare(path("type"), "eq", "work")))
 
 
+def test_a_sub_attribute_after_a_value_filter_joins_the_filter() -> None:
+    """Entra's `emails[type eq "work"].value eq "x"` (an admin's matching attribute) is the
+    valuePath `emails[type eq "work" and value eq "x"]` of RFC 7644 3.4.2.2."""
+    assert parse_filter('emails[type eq "work"].value eq "x"') == parse_filter('emails[type eq "work" and value eq "x"]')
+    assert parse_filter('emails[type eq "work"].value pr') == parse_filter('emails[type eq "work" and value pr]')
+
+
 def test_rfc7644_3_4_2_2_whitespace_is_lenient() -> None:
     """RFC 7644 3.4.2.2: SP separates tokens; extra spaces, tabs and no space before a quoted
     value are accepted (clients URL-encode loosely)."""
@@ -150,7 +157,9 @@ def test_long_and_chain_builds_a_shallow_tree() -> None:
         ('title eq "x")', "unexpected ')'"),
         ('not title eq "x"', "expected '(' after 'not'"),
         ('emails[type eq "work"', "expected ']'"),
-        ('emails[type eq "work"].value eq "x"', "only in a PATCH path"),
+        ('emails[type eq "work"].value', "expected an operator after 'value'"),
+        ('emails[type eq "work"].value.x eq "y"', "expected a sub-attribute name after ']'"),
+        ('emails[type eq "work"].urn:x:y eq "y"', "expected a sub-attribute name after ']'"),
         ('emails[type eq "w" and x[y eq "z"]]', "value filters cannot be nested"),
         ('userName eq "x" userName eq "y"', "unexpected 'userName'"),
         ("userName eq 01", "invalid number"),

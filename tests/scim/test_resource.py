@@ -201,11 +201,18 @@ def test_empty_arrays_and_objects_are_absent() -> None:
     assert out.resource == {"schemas": [CORE_USER], "userName": "bjensen"}
 
 
-def test_empty_strings_for_optional_attributes_are_kept() -> None:
-    """RFC 7644 3.5.2 lists null and [] as unassigned, not ""; strings are kept as given."""
-    out = normalize(user(nickName="", title="  Boss  "), USER_RESOURCE)
-    assert out.resource["nickName"] == ""
+def test_empty_strings_for_optional_attributes_are_unassigned() -> None:
+    """RFC 7644 3.5.2 lists null and [] as unassigned; "" is read the same way (Entra's null
+    update, docs/decisions.md), other strings are kept as given, and an email without its value
+    is no email (RFC 7643 2.4)."""
+    out = normalize(user(nickName="", title="  Boss  ", name={"givenName": "", "familyName": "J"},
+                         emails=[{"value": "", "type": "work"}, {"value": "h@x", "type": "home"}]), USER_RESOURCE)
+    assert "nickName" not in out.resource
     assert out.resource["title"] == "  Boss  "
+    assert out.resource["name"] == {"familyName": "J"}
+    assert out.resource["emails"] == [{"value": "h@x", "type": "home"}]
+    with pytest.raises(InvalidValue):
+        normalize(user(userName=""), USER_RESOURCE)
 
 
 def test_single_value_for_multi_valued_is_wrapped() -> None:

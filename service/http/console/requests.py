@@ -23,6 +23,7 @@ from service.app.request_log import RequestLog, RequestSummary, clean_detail
 from service.http.console.keys import CONSOLE_SETTINGS, REQUEST_LOG
 from service.http.keys import POOL, PRINCIPAL, REQUEST_ID
 from service.http.observe import Handler, observed
+from service.http.routes import canonical_endpoint
 
 log = structlog.get_logger("scimledger.console")
 
@@ -33,7 +34,7 @@ _decode = msgspec.json.Decoder().decode
 def resource_of(path: str, location: str | None = None) -> tuple[str | None, str | None]:
     """(resource type, id) a /scim/v2 path aims at; a create's id from its Location."""
     parts = [p for p in path[len(PREFIX):].split("/") if p]
-    kind = parts[0][:64] if parts else None
+    kind = (canonical_endpoint(parts[0]) or parts[0][:64]) if parts else None
     ident = parts[1][:64] if len(parts) > 1 and parts[1] != ".search" else None
     if ident is None and location:
         ident = location.rstrip("/").rsplit("/", 1)[-1][:64] or None

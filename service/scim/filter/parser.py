@@ -180,12 +180,23 @@ class Parser:
             self.expect("]", "']' to close the value filter")
             after = self.peek()
             if after.kind == "word" and after.text.startswith("."):
-                self.fail(
-                    "a sub-attribute after ']' is allowed only in a PATCH path; "
-                    "put the condition inside the brackets instead",
-                    after,
-                )
+                return ValuePath(path, And(inner, self.parse_sub_condition()))
             return ValuePath(path, inner)
+        return self.parse_condition(path)
+
+    def parse_sub_condition(self) -> Expr:
+        """`emails[type eq "work"].value eq "x"` (Entra, when an admin makes a value path the
+        matching attribute) reads as `emails[type eq "work" and value eq "x"]`: the condition
+        on the sub-attribute joins the value filter (RFC 7644 3.4.2.2 valuePath)."""
+        token = self.advance()
+        sub = _split_attr_path(token.text[1:])
+        if sub is None or sub.urn is not None or sub.sub is not None:
+            self.fail(f"expected a sub-attribute name after ']', found {_describe(token)}", token)
+        return self.parse_condition(AttrPath(None, sub.name))
+
+    def parse_condition(self, path: AttrPath) -> Expr:
+        """`pr`, or a comparison operator and its value, after an attribute path."""
+        token = self.peek()
         if token.kind != "word":
             self.fail(f"expected an operator after '{path}', found {_describe(token)}", token)
         op = token.text.lower()
