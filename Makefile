@@ -41,7 +41,7 @@ install: $(DEV_STAMP) ## create .venv and install the service with its dev tools
 
 checkov: $(CHECKOV_STAMP) ## install checkov (the deploy/ scanner of the test suite) into .venv-checkov
 
-run: $(RUNTIME_STAMP) ## install the runtime only and start the service on the embedded PostgreSQL (./var), port 8080
+run: $(RUNTIME_STAMP) ## install the runtime only and start the service on the embedded PostgreSQL (the checkout's var/), port 8080
 	$(BIN)/scimledger serve
 
 test: $(DEV_STAMP) $(CHECKOV_STAMP) chromium ## run the whole test suite against a real PostgreSQL
@@ -54,7 +54,7 @@ lint: $(DEV_STAMP) ## ruff and mypy
 bench: $(DEV_STAMP) ## benchmarks (slow; outside the default suite), figures in docs/benchmarks.md
 	$(BIN)/pytest -q -m bench -s tests/bench
 
-clean: ## remove the virtualenvs and caches (keeps ./var, the embedded database)
+clean: ## remove the virtualenvs and caches (keeps var/, the embedded database)
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help install checkov chromium run test lint bench clean

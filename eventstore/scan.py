@@ -56,3 +56,15 @@ async def open_stream_cursor(conn: asyncpg.Connection, stream_types: Sequence[st
 async def read_delta(conn: asyncpg.Connection, since: str, stream_types: Sequence[str]) -> list[StreamEvent]:
     """The events of these stream types visible to `conn` now and not in the snapshot `since`."""
     return [stream_event(r) for r in await conn.fetch(_DELTA, since, list(stream_types))]
+
+
+async def streams_of_type(conn: asyncpg.Connection, stream_type: str) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Every (tenant, stream) of this type in the log."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT tenant_id, stream_id FROM events WHERE stream_type = $1", stream_type
+    )
+    return [(r["tenant_id"], r["stream_id"]) for r in rows]
+
+
+async def tenants_in_log(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    return [r["tenant_id"] for r in await conn.fetch("SELECT DISTINCT tenant_id FROM events ORDER BY 1")]

@@ -145,3 +145,15 @@ async def counts_by_type_below_xmin(
     )
     counts = {r["type"]: int(r["n"]) for r in rows if r["type"] is not None}
     return (int(rows[0]["upper"]) if rows else None), counts
+
+
+async def head_checkpoint(conn: asyncpg.Connection) -> Checkpoint:
+    """The checkpoint of the last committed event a gap-free reader can see now (the
+    beginning on an empty log): a reader that starts after it gets every event committed
+    later, and none committed before. One backward step along the follower index."""
+    record = await conn.fetchrow(
+        """SELECT transaction_id::text::bigint AS tx, global_position FROM events
+           WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1"""
+    )
+    return (0, 0) if record is None else (int(record["tx"]), int(record["global_position"]))

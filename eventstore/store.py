@@ -28,6 +28,8 @@ from typing import Any
 
 import asyncpg
 
+from eventstore.shredding import WrappedKey
+
 # A checkpoint in the global log: (transaction id, global position). (0, 0) is the beginning.
 Checkpoint = tuple[int, int]
 BEGINNING: Checkpoint = (0, 0)
@@ -117,6 +119,7 @@ async def append_with(
     events: Sequence[NewEvent],
     metadata: Mapping[str, Any],
     *view_params: Any,
+    stream_key: WrappedKey | None = None,
 ) -> asyncpg.Record:
     """Append `events` and run the caller's view statement, in ONE statement (one round trip,
     atomic without BEGIN/COMMIT); returns the first row the view statement returns.
@@ -138,11 +141,18 @@ async def append_with(
     re-raised as it is, for the caller to name. Event types and payloads come from the caller
     (`NewEvent`): the event store knows no vocabulary. `events` must not be empty (ValueError: a
     write that changes nothing has nothing to append and no statement to run).
+
+    `stream_key`: the stream's new data key (eventstore/shredding.py), stored in the same
+    statement when the events are appended: a subject's first sealed write.
     """
     if not events:
         raise ValueError("append_with needs at least one event")
-    params = _params(tenant_id, stream_type, stream_id, expected_version, events, metadata)
-    record = await _execute(conn.fetchrow, _with_view(view_sql), [*params, *view_params], stream_id, expected_version)
+    params = [*_params(tenant_id, stream_type, stream_id, expected_version, events, metadata), *view_params]
+    sql = _with_view(view_sql)
+    if stream_key is not None:
+        sql = _with_key(view_sql, len(params))
+        params += [stream_key.kek_id, stream_key.wrapped]
+    record = await _execute(conn.fetchrow, sql, params, stream_id, expected_version)
     if record is None:
         raise WrongExpectedVersion(stream_id, expected_version)
     return record
@@ -157,6 +167,17 @@ def _with_view(view_sql: str) -> str:
     statement = _statements.get(view_sql)
     if statement is None:
         statement = _statements[view_sql] = f"WITH ev AS (\n{_INSERT}\n)\n{view_sql}"
+    return statement
+
+
+def _with_key(view_sql: str, before: int) -> str:
+    """`_with_view` with the stream key's INSERT as a second CTE (parameters after the view's)."""
+    cache_key = f"{before}\n{view_sql}"
+    statement = _statements.get(cache_key)
+    if statement is None:
+        key = (f"k AS (INSERT INTO stream_keys (tenant_id, stream_id, kek_id, wrapped)\n"
+               f"SELECT $1, $3, ${before + 1}, ${before + 2} WHERE EXISTS (SELECT 1 FROM ev))")
+        statement = _statements[cache_key] = f"WITH ev AS (\n{_INSERT}\n), {key}\n{view_sql}"
     return statement
 
 
@@ -219,6 +240,25 @@ async def read_all(
 ) -> list[RecordedEvent]:
     """The next committed events of the whole log after `after`, gap-free (see module doc)."""
     rows = await conn.fetch(READ_ALL, str(after[0]), after[1], limit)
+    return [_recorded(r) for r in rows]
+
+
+async def read_tenant_since(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, since: dt.datetime, *, after: Checkpoint,
+    upto: Checkpoint, limit: int = 1000,
+) -> list[RecordedEvent]:
+    """One tenant's events recorded at or after `since`, in the gap-free order of `read_all`,
+    after the checkpoint `after` and up to `upto` (a follower's checkpoint): a page of a replay
+    of the log from a moment. Page on by passing the last event's checkpoint as `after`."""
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM events
+            WHERE (transaction_id, global_position) > ($2::text::xid8, $3)
+              AND (transaction_id, global_position) <= ($4::text::xid8, $5)
+              AND tenant_id = $1 AND recorded_at >= $6
+            ORDER BY events.transaction_id, events.global_position
+            LIMIT $7""",
+        tenant_id, str(after[0]), after[1], str(upto[0]), upto[1], since, limit,
+    )
     return [_recorded(r) for r in rows]
 
 

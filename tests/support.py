@@ -202,6 +202,15 @@ def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 30) -
     raise AssertionError(f"no {pattern!r} in output: {''.join(lines)}")
 
 
+def first_token(proc: subprocess.Popen[str], data_dir: Path, timeout: float = 60) -> str:
+    """The first start's secret: `serve` (stdout not a terminal) names the 0600 file it wrote in
+    the data dir on its banner's `Secret token:` line; the secret is read from there."""
+    out = "".join(read_until(proc, r"Secret token:", timeout=timeout))
+    path = data_dir / "first-token"
+    assert f"written to {path.resolve()}" in out, out
+    return path.read_text().strip()
+
+
 def wait_http(url: str, timeout: float = 20.0) -> float:
     """Seconds until `url` answers at all (any HTTP status)."""
     started = time.monotonic()

@@ -8,7 +8,6 @@ dir and the running server; SIGTERM stops cleanly and stops the embedded server.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from tests.support import (
     bearer,
     cli,
     env_for,
+    first_token,
     free_port,
     postmaster_pid,
     read_until,
@@ -42,9 +42,7 @@ def test_first_serve_prints_url_and_token_and_survives_sigkill(tmp_path: Path) -
     started = time.monotonic()
     proc = serve(env, port)
     try:
-        out = "".join(read_until(proc, r"Secret token:"))
-        token = re.search(r"Secret token:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
-        assert f"http://127.0.0.1:{port}/scim/v2" in out
+        token = first_token(proc, data_dir)
         wait_http(f"http://127.0.0.1:{port}/healthz")
         status, body = _get(f"http://127.0.0.1:{port}/scim/v2/ServiceProviderConfig", token)
         ready_after = time.monotonic() - started

@@ -24,6 +24,7 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defa
     os_user: str | UnsetType | None = UNSET
     host: str | UnsetType | None = UNSET
     pid: int | UnsetType | None = UNSET
+    method: str | UnsetType | None = UNSET  # the HTTP method of the write (PUT and PATCH differ in RFC 9967)
 
     def metadata(self) -> dict[str, Any]:
         """The event metadata that records this actor."""

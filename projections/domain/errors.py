@@ -45,7 +45,11 @@ class InvalidQuery(DomainError):
 
 
 class TenantNotFound(DomainError):
-    """No tenant has this name or id."""
+    """No tenant has this name or id (`name`: the one asked for)."""
+
+    def __init__(self, detail: str, name: str | None = None) -> None:
+        super().__init__(detail)
+        self.name = name
 
 
 class TenantExists(DomainError):
@@ -58,3 +62,11 @@ class TokenNotFound(DomainError):
 
 class TokenNotRotatable(DomainError):
     """The token is revoked, expired, or already rotated (rotate its successor instead)."""
+
+
+class StreamNotFound(ResourceNotFound):
+    """No such security-event stream (in this tenant, for a receiver)."""
+
+
+class SubjectErased(DomainError):
+    """The subject's personal data was erased (crypto-shredding): what it was is gone for good."""

@@ -45,6 +45,13 @@ class UserDeleted(Event, tag="user.deleted"):
     groups: list[str] = []  # groups the user was removed from by this deletion
 
 
+class UserErased(Event, tag="user.erased"):
+    """The subject's key was destroyed (crypto-shredding, docs/privacy.md): every earlier payload
+    of the stream is unreadable from now on. No personal data: who erased is the metadata."""
+
+    reason: str
+
+
 class GroupCreated(Event, tag="group.created"):
     resource: dict[str, Any]
 
@@ -70,17 +77,27 @@ class GroupDeleted(Event, tag="group.deleted"):
     display_name: str
 
 
+class LogSealed(Event, tag="log.sealed"):
+    """`scimledger log seal` rewrote the log with every subject's personal data sealed
+    (docs/privacy.md), on the tenant's `log` stream (its id is the tenant's)."""
+
+    events_sealed: int  # of this tenant
+    subjects: int
+
+
 AnyEvent = (
     UserCreated
     | UserUpdated
     | UserDeactivated
     | UserReactivated
     | UserDeleted
+    | UserErased
     | GroupCreated
     | GroupUpdated
     | GroupMembersAdded
     | GroupMembersRemoved
     | GroupDeleted
+    | LogSealed
 )
 
 EVENT_TYPES: tuple[str, ...] = tuple(

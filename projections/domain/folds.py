@@ -26,6 +26,7 @@ from projections.domain.events import (
     UserCreated,
     UserDeactivated,
     UserDeleted,
+    UserErased,
     UserReactivated,
     UserUpdated,
     event_type,
@@ -95,6 +96,8 @@ def apply_user(
         resource = dict(event.resource)
         resource.setdefault("active", True)
         return UserRow(tenant_id, stream_id, position, resource, version, recorded_at, recorded_at)
+    if isinstance(event, UserErased):
+        return None  # erased after a deletion, or instead of one
     if row is None:
         raise ValueError(f"{event_type(event)} before user.created in stream {stream_id}")
     if isinstance(event, UserUpdated):
@@ -206,7 +209,9 @@ def target_name(previous: str | None, event: AnyEvent) -> str | None:
     if isinstance(event, GroupUpdated):
         return _str(event.set.get("displayName")) or previous
     if isinstance(event, UserDeactivated | UserReactivated | UserDeleted):
-        return event.user_name
+        return event.user_name or None  # "" once erased (projections/domain/personal.py)
+    if isinstance(event, UserErased):
+        return None
     if isinstance(event, GroupDeleted):
         return event.display_name
     return previous

@@ -44,6 +44,7 @@ from projections.domain.folds import (
     target_name,
 )
 from projections.followers.dead_letters import EVENT
+from projections.privacy import open_records, open_rows
 
 NAME_ATTRIBUTE = {"user": "userName", "group": "displayName"}
 STREAM_TYPES = tuple(NAME_ATTRIBUTE)
@@ -158,6 +159,7 @@ class AuditProjection:
     isolation: str = EVENT  # an event it cannot apply is left out alone (runner module doc)
 
     async def handle(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
+        events = await open_records(conn, events)  # names come from sealed payloads
         keys = sorted({(e.tenant_id, e.stream_id) for e in events})
         records = await conn.fetch(
             """SELECT t.tenant_id, t.stream_id, t.name FROM audit_targets t
@@ -198,9 +200,24 @@ class AuditProjection:
                    ON CONFLICT DO NOTHING""",
                 [n[0] for n in ordered], [n[1] for n in ordered], [n[2] for n in ordered],
             )
+        erased = [(e.tenant_id, e.stream_id) for e in events if e.type == "user.erased"]
+        for tenant_id, stream_id in erased:
+            await forget_names(conn, tenant_id, stream_id)
 
     async def reset(self, conn: asyncpg.Connection) -> None:
         await conn.execute("TRUNCATE audit_events, audit_targets, audit_target_names")
+
+
+async def forget_names(conn: asyncpg.Connection, tenant_id: uuid.UUID, stream_id: uuid.UUID) -> None:
+    """An erased subject's names leave the trail (docs/privacy.md): its rows stay, with their
+    types, times and actors, and no name. Run by `user erase` and again by the follower when it
+    reaches `user.erased`, so names it folded before the key was destroyed go too."""
+    await conn.execute(
+        "UPDATE audit_events SET target_name = NULL WHERE tenant_id = $1 AND stream_id = $2 AND target_name IS NOT NULL",
+        tenant_id, stream_id,
+    )
+    await conn.execute("UPDATE audit_targets SET name = NULL WHERE tenant_id = $1 AND stream_id = $2", tenant_id, stream_id)
+    await conn.execute("DELETE FROM audit_target_names WHERE tenant_id = $1 AND stream_id = $2", tenant_id, stream_id)
 
 
 # --- queries ------------------------------------------------------------------------------------
@@ -212,7 +229,7 @@ class AuditQuery:
 
     types: tuple[str, ...] = ()
     target: str | None = None  # an id, or a userName / displayName (any the target ever had)
-    actor: str | None = None  # a token label, or a token id
+    actor: str | None = None  # a token label, a token id, or `cli:<os user>`
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     after: int = 0
@@ -250,12 +267,15 @@ async def target_type(conn: asyncpg.Connection, tenant_id: uuid.UUID, target_id:
     return None if value is None else str(value)
 
 
-_AUDIT_SELECT = """a.tenant_id, a.position, a.recorded_at, a.type, a.stream_type, a.stream_id,
+CLI_ACTOR_PREFIX = "cli:"  # how the CLI's tables name a CLI actor: `cli:<os user>`
+
+
+_AUDIT_SELECT = """a.tenant_id, a.position, a.recorded_at, a.type, a.stream_type, a.stream_id, a.version,
        a.target_name, a.actor_kind, a.actor_token_id, a.actor_label, a.actor_client, a.actor_ip,
        a.actor_request_id, a.actor_os_user, a.actor_host"""
 
 
-def _entry(r: asyncpg.Record) -> AuditEntry:
+def _entry(r: asyncpg.Record, data: dict[str, Any] | None) -> AuditEntry:
     return AuditEntry(
         tenant_id=r["tenant_id"], position=r["position"], recorded_at=r["recorded_at"], type=r["type"],
         target_type=r["stream_type"], target_id=r["stream_id"], target_name=r["target_name"],
@@ -264,7 +284,7 @@ def _entry(r: asyncpg.Record) -> AuditEntry:
             client=r["actor_client"], ip=r["actor_ip"], request_id=r["actor_request_id"],
             os_user=r["actor_os_user"], host=r["actor_host"],
         ),
-        data=r["data"],
+        data=data,
     )
 
 
@@ -287,6 +307,10 @@ def search_sql(
         # the indexes hold the first 200 characters (migration 0012); the whole value rechecked
         p = param(query.actor)
         label = f"(left(a.actor_label, 200) = left({p}, 200) AND a.actor_label = {p})"
+        if query.actor.startswith(CLI_ACTOR_PREFIX):
+            # `cli:root`, as the tables show a CLI actor: label "cli" and that operating-system user
+            os_user = param(query.actor[len(CLI_ACTOR_PREFIX):])
+            label = f"({label} OR (a.actor_label = 'cli' AND a.actor_kind = 'cli' AND a.actor_os_user = {os_user}))"
         try:
             uuid.UUID(query.actor)
             where.append(f"({label} OR (left(a.actor_token_id, 200) = left({p}, 200) AND a.actor_token_id = {p}))")
@@ -311,7 +335,8 @@ async def _page(
     payloads by primary key, in one statement; joined outside the LIMIT, the planner would
     merge-join the tenant's whole log from its start to reach a late cursor."""
     sql, params = search_sql(query, tenant_id, stream_ids)
-    return [_entry(r) for r in await WithEvents(sql, ("data",)).fetch(conn, *params)]
+    rows = await WithEvents(sql, ("data",)).fetch(conn, *params)
+    return [_entry(r, data) for r, data in zip(rows, await open_rows(conn, rows, tenant_id=tenant_id), strict=True)]
 
 
 async def search(conn: asyncpg.Connection, tenant_id: uuid.UUID, query: AuditQuery) -> list[AuditEntry]:
@@ -357,7 +382,7 @@ async def user_as_of(
 ) -> UserRow | None:
     """The user as it was at `moment` (None: not created yet, or deleted by then)."""
     row: UserRow | None = None
-    for e in await read_stream(conn, tenant_id, user_id, until=moment):
+    for e in await open_records(conn, await read_stream(conn, tenant_id, user_id, until=moment)):
         row = apply_user(
             row, decode_event(e.data), tenant_id=tenant_id, stream_id=user_id, version=e.version,
             position=e.global_position, recorded_at=e.recorded_at,

@@ -28,10 +28,12 @@ from eventstore.scan import (
     read_delta,
     stream_event,
 )
+from eventstore.shredding import Keys, all_keys, keys_for
 from eventstore.stats import count_events
 from projections import registry
 from projections.domain.events import GroupMembersAdded, GroupMembersRemoved, decode_event_json
 from projections.domain.folds import GroupRow, UserRow, apply_group, apply_members, apply_user
+from projections.privacy import decode_stored
 from projections.rebuild.codec import BinaryJsonb
 from projections.rebuild.common import RebuildError, RebuildLock, RebuildResult, differences
 from projections.rebuild.ddl import (
@@ -58,11 +60,14 @@ MEMBER_COLUMNS = ("tenant_id", "group_id", "member_id")
 
 # --- the pure part: folding one stream -------------------------------------------------------
 
-def fold_user(row: UserRow | None, events: Iterable[StreamEvent]) -> UserRow | None:
-    """The users-view row after `events` (None: deleted), by projections.domain.folds.apply_user."""
+def fold_user(row: UserRow | None, events: Iterable[StreamEvent], keys: Keys) -> UserRow | None:
+    """The users-view row after `events` (one stream; None: deleted or erased), by
+    projections.domain.folds.apply_user; sealed payloads opened with `keys`."""
+    ciphers: dict[tuple[uuid.UUID, uuid.UUID], Any] = {}
     for e in events:
         row = apply_user(
-            row, decode_event_json(e.data), tenant_id=e.tenant_id, stream_id=e.stream_id,
+            row, decode_stored(e.data, e.tenant_id, e.stream_id, e.version, keys, ciphers),
+            tenant_id=e.tenant_id, stream_id=e.stream_id,
             version=e.version, position=e.global_position, recorded_at=e.recorded_at,
         )
     return row
@@ -214,9 +219,10 @@ class InlineRebuild:
                 self.snapshot = await current_snapshot(reader)
                 total = await count_events(reader, self.stream_types)
                 progress = Progress(",".join(self.views), total, tty=self.tty, stream=self.stream)
+                keys = await all_keys(reader)  # in the same snapshot as the events
                 cursor = await open_stream_cursor(reader, self.stream_types)
                 async for events in whole_streams(cursor):
-                    self._fold_into(events, buffers, user_record, group_record, with_members)
+                    self._fold_into(events, keys, buffers, user_record, group_record, with_members)
                     progress.advance(len(events))
                     for view in self.views:
                         if len(buffers[view]) >= COPY_BATCH:
@@ -240,6 +246,7 @@ class InlineRebuild:
     @staticmethod
     def _fold_into(
         events: list[StreamEvent],
+        keys: Keys,
         buffers: dict[str, list[tuple[Any, ...]]],
         user_record: Callable[[UserRow], tuple[Any, ...]] | None,
         group_record: Callable[[GroupRow], tuple[Any, ...]] | None,
@@ -249,7 +256,7 @@ class InlineRebuild:
             if stream[0].stream_type == "user":
                 if user_record is None:
                     continue
-                user = fold_user(None, stream)
+                user = fold_user(None, stream, keys)
                 if user is not None:
                     buffers[USERS].append(user_record(user))
             else:
@@ -301,9 +308,10 @@ class InlineRebuild:
             (user_streams if stream[0].stream_type == "user" else group_streams).append(stream)
         if user_streams and USERS in self.shadows:
             current = await self._current_rows(conn, USERS, UserRow, user_streams)
+            keys = await keys_for(conn, [(s[0].tenant_id, s[0].stream_id) for s in user_streams])
             for stream in user_streams:
                 key = (stream[0].tenant_id, stream[0].stream_id)
-                users_changed[key] = fold_user(current.get(key), stream)
+                users_changed[key] = fold_user(current.get(key), stream, keys)
             await self._replace_rows(conn, self.shadows[USERS], users_changed, self._user_record())
         if group_streams and GROUPS in self.shadows:
             await self._apply_group_delta(conn, group_streams)

@@ -3,6 +3,10 @@
 Each write appends the events and upserts the row in one statement (eventstore.store.append_with);
 the new row is the fold of the events over the current row with projections.domain.folds.apply_user,
 the same fold a rebuild uses, so a rebuild yields the same rows.
+
+Payloads are sealed under the subject's data key before append (projections/privacy.py): a
+write is given the key (`get_for_write` reads it with the row, in the same statement), and a
+subject's first write makes one and stores it in the append's statement.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from typing import Any
 
 import asyncpg
 
+from eventstore import shredding
 from eventstore.store import append_with
 from projections.domain.errors import UserNameTaken
-from projections.domain.events import Event, UserDeleted
+from projections.domain.events import Event, UserDeleted, UserErased
 from projections.domain.folds import Groups, UserRow, apply_user, fold_write
+from projections.privacy import seal_events
 from projections.views.paging import ViewSearch, new_events, qualified, row_reader
 
 STREAM_TYPE = "user"
@@ -47,19 +53,27 @@ async def write(
     current: UserRow | None,
     events: list[Event],
     metadata: dict[str, Any],
+    key: bytes | None,
 ) -> UserRow:
     """Append `events` to the user's stream and update the view row, in one statement.
 
     The new row is the fold of `events` over `current` (the same fold a rebuild uses);
-    timestamps and the ordinal come from the database. Raises WrongExpectedVersion if the stream
-    is not at `current`'s version, UserNameTaken if another user has the userName.
+    timestamps and the ordinal come from the database. `key` is the subject's data key, None
+    when it has none yet (a new user, or one written before payloads were sealed). Raises
+    WrongExpectedVersion if the stream is not at `current`'s version, UserNameTaken if another
+    user has the userName.
     """
     row = fold_write(apply_user, current, events, tenant_id=tenant_id, stream_id=user_id)
+    expected = current.version if current else 0
+    new_key = None
+    if key is None:
+        key, new_key = shredding.new_stream_key()
+    stored = seal_events(new_events(events), tenant_id, user_id, expected + 1, key)
     try:
         record = await append_with(
-            conn, STREAM_TYPE, _WRITE, tenant_id, user_id, current.version if current else 0,
-            new_events(events), metadata,
+            conn, STREAM_TYPE, _WRITE, tenant_id, user_id, expected, stored, metadata,
             row.user_name, row.external_id, row.display_name, row.active, row.resource,
+            stream_key=new_key,
         )
     except asyncpg.UniqueViolationError as e:
         if e.constraint_name == USER_NAME_INDEX:
@@ -73,10 +87,31 @@ async def delete(
     current: UserRow,
     event: UserDeleted,
     metadata: dict[str, Any],
+    key: bytes | None,
 ) -> None:
     """Append user.deleted and drop the view row (caller holds the transaction)."""
+    new_key = None
+    if key is None:
+        key, new_key = shredding.new_stream_key()
+    stored = seal_events(new_events([event]), current.tenant_id, current.id, current.version + 1, key)
     await append_with(
-        conn, STREAM_TYPE, _DELETE, current.tenant_id, current.id, current.version,
+        conn, STREAM_TYPE, _DELETE, current.tenant_id, current.id, current.version, stored, metadata,
+        stream_key=new_key,
+    )
+
+
+_ERASE_ROW = _DELETE
+_ERASE_NO_ROW = "SELECT global_position FROM ev LIMIT 1"
+
+
+async def erase(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, version: int, has_row: bool,
+    event: UserErased, metadata: dict[str, Any],
+) -> None:
+    """Append user.erased at `version` and drop the view row when there is one (the caller
+    holds the transaction; the payload has no personal data, so nothing is sealed)."""
+    await append_with(
+        conn, STREAM_TYPE, _ERASE_ROW if has_row else _ERASE_NO_ROW, tenant_id, user_id, version,
         new_events([event]), metadata,
     )
 
@@ -108,6 +143,34 @@ async def get_with_groups(
     values = dict(record.items())
     groups = [(uuid.UUID(gid), name) for gid, name in values.pop("groups")]
     return UserRow(**values), groups
+
+
+_KEY_OF_ROW = """(SELECT k.kek_id FROM stream_keys k WHERE k.tenant_id = u.tenant_id AND k.stream_id = u.id) AS kek_id,
+    (SELECT k.wrapped FROM stream_keys k WHERE k.tenant_id = u.tenant_id AND k.stream_id = u.id) AS wrapped"""
+
+
+async def get_for_write(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[UserRow, Groups, bytes | None] | None:
+    """What a write decides from, in one statement: the row, its groups and the subject's data
+    key (None when it has none yet)."""
+    record = await conn.fetchrow(
+        f"""SELECT {qualified("u", _COLUMNS)}, {_GROUPS_OF_ROW} AS groups, {_KEY_OF_ROW}
+            FROM users u WHERE u.tenant_id = $1 AND u.id = $2""",
+        tenant_id, user_id,
+    )
+    if record is None:
+        return None
+    values = dict(record.items())
+    groups = [(uuid.UUID(gid), name) for gid, name in values.pop("groups")]
+    kek_id, wrapped = values.pop("kek_id"), values.pop("wrapped")
+    key = None if wrapped is None else shredding.unwrap(shredding.WrappedKey(kek_id, bytes(wrapped)))
+    return UserRow(**values), groups, key
+
+
+async def key_of(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> bytes | None:
+    """The subject's data key (None when it has none, or it was destroyed)."""
+    return (await shredding.keys_for(conn, [(tenant_id, user_id)])).get((tenant_id, user_id))
 
 
 async def get_by_user_name(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_name: str) -> UserRow | None:

@@ -27,7 +27,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from projections.domain.errors import InvalidQuery, ResourceNotFound
+from eventstore import shredding
+from projections.domain.errors import InvalidQuery, ResourceNotFound, SubjectErased
 from projections.domain.events import EVENT_TYPES
 from projections.followers import audit, runner, seal
 from projections.followers.audit import AuditEntry, AuditQuery
@@ -234,6 +235,10 @@ def _existed(state: Any, kind: str, stream_id: uuid.UUID, moment: dt.datetime) -
 async def user_as_of(conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str, moment: dt.datetime) -> Any:
     """The user exactly as it was at `moment`, folded from its one stream."""
     user_id = await _stream(conn, tenant_id, "user", raw_id)
+    when = await shredding.destroyed_at(conn, tenant_id, user_id)
+    if when is not None:
+        raise SubjectErased(f"User {user_id} was erased at {audit.timestamp(when)}: its personal data is "
+                            f"gone; its history (types, times, actors) is at /audit/v1/users/{user_id}/history")
     return _existed(await audit.user_as_of(conn, tenant_id, user_id, moment), "user", user_id, moment)
 
 
@@ -256,6 +261,8 @@ async def states_named(
     for stream_id in candidates:
         kind = await audit.stream_type(conn, tenant_id, stream_id)
         if kind == "user":
+            if await shredding.destroyed_at(conn, tenant_id, stream_id) is not None:
+                continue  # erased: no state to show (and its names are gone from the trail)
             user = await audit.user_as_of(conn, tenant_id, stream_id, moment)
             if user is not None:
                 found.append(("user", user))

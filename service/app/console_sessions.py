@@ -53,10 +53,10 @@ def csrf_matches(secret: str, given: str, purpose: str = "console form") -> bool
 async def sign_in(
     conn: asyncpg.Connection, token: str, *, lifetime: dt.timedelta
 ) -> tuple[str, ConsoleSession] | None:
-    """A new session for a valid token (None: unknown, revoked or expired, or a scope the
-    console has no view for). Returns the session id for the cookie, shown only here."""
+    """A new session for a valid token (None: unknown, revoked or expired, its tenant disabled,
+    or a scope the console has no view for). Returns the session id for the cookie, shown only here."""
     principal = await authenticate(conn, token.strip())
-    if principal is None or principal.scope not in ROLES:
+    if principal is None or principal.scope not in ROLES or principal.tenant_disabled:
         return None
     # a token issued with `token issue` (an OAuth access token lives minutes: not for sessions)
     if not await conn.fetchval(
@@ -85,6 +85,7 @@ WITH found AS (
     JOIN tenants t ON t.id = s.tenant_id
     WHERE s.id_hash = $1 AND s.expires_at > now() AND s.last_seen_at > now() - $2::interval
       AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+      AND t.disabled_at IS NULL
 ), touched AS (
     UPDATE console_sessions c SET last_seen_at = now()
     FROM found

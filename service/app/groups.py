@@ -162,13 +162,14 @@ async def delete_group(conn: asyncpg.Connection, target: Target) -> None:
 
 
 async def remove_member_everywhere(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, member_id: uuid.UUID, metadata: dict[str, Any]
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, member_id: uuid.UUID, metadata: dict[str, Any],
+    *, reason: str = "user.deleted",
 ) -> list[uuid.UUID]:
-    """A deleted user leaves every group: group.members_removed (reason user.deleted) on each
-    group's stream, in the caller's transaction. Returns the group ids."""
+    """A deleted (or erased) user leaves every group: group.members_removed with that reason on
+    each group's stream, in the caller's transaction. Returns the group ids."""
     left = await groups_view.groups_with_member(conn, tenant_id, member_id)
     for row in left:
-        event = GroupMembersRemoved(members=[str(member_id)], reason="user.deleted")
+        event = GroupMembersRemoved(members=[str(member_id)], reason=reason)
         await groups_view.write(conn, tenant_id, row.id, row, [event], metadata)
     return [row.id for row in left]
 

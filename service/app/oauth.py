@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from projections.domain.errors import DomainError
+from service.app.names import check_name
 from service.app.principal import SCOPES, Principal, hash_secret
 
 CLIENT_SECRET_PREFIX = "scimledger_cs_"
@@ -98,6 +99,14 @@ def secret_days(days: int | None) -> int:
     return days
 
 
+def check_label(label: str) -> str:
+    """A client's label, trimmed, with the rules of token labels."""
+    try:
+        return check_name(label, "a client label")
+    except ValueError as e:
+        raise InvalidClientSetting(str(e)) from None
+
+
 def check_scope(scope: str) -> str:
     if scope not in SCOPES:
         raise InvalidClientSetting(f"scope must be one of {', '.join(SCOPES)}")
@@ -122,6 +131,7 @@ async def create_client(
 ) -> tuple[uuid.UUID, str]:
     """A client authenticating with a secret; returns (client id, the secret, shown once)."""
     check_scope(scope)
+    label = check_label(label)
     days = secret_days(days)
     client_id = uuid.uuid4()
     async with conn.transaction():
@@ -139,6 +149,7 @@ async def federate_client(
 ) -> uuid.UUID:
     """A client that authenticates with JWTs of a trusted issuer (RFC 7523 2.2)."""
     check_scope(scope)
+    label = check_label(label)
     if not issuer.strip() or not subject.strip():
         raise InvalidClientSetting("a federated client needs an issuer and a subject")
     if (jwks_url is None) == (jwks is None):
@@ -235,7 +246,8 @@ async def client_by_secret(conn: asyncpg.Connection, client_id: str, secret: str
            JOIN oauth_clients c ON c.tenant_id = s.tenant_id AND c.id = s.client_id
            JOIN tenants t ON t.id = c.tenant_id
            WHERE s.secret_hash = $1 AND c.id = $2 AND c.kind = 'secret'
-             AND s.revoked_at IS NULL AND s.expires_at > now() AND c.revoked_at IS NULL""",
+             AND s.revoked_at IS NULL AND s.expires_at > now() AND c.revoked_at IS NULL
+             AND t.disabled_at IS NULL""",
         digest, cid,
     )
     if row is None or not hmac.compare_digest(row["secret_hash"], digest):
@@ -257,8 +269,10 @@ class FederatedClient:
 
 async def federated_client(conn: asyncpg.Connection, issuer: str, subject: str) -> FederatedClient | None:
     row = await conn.fetchrow(
-        """SELECT tenant_id, id, scope, issuer, subject, jwks_url, jwks, audience FROM oauth_clients
-           WHERE kind = 'federated' AND revoked_at IS NULL AND issuer = $1 AND subject = $2""",
+        """SELECT c.tenant_id, c.id, c.scope, c.issuer, c.subject, c.jwks_url, c.jwks, c.audience
+           FROM oauth_clients c JOIN tenants t ON t.id = c.tenant_id
+           WHERE c.kind = 'federated' AND c.revoked_at IS NULL AND c.issuer = $1 AND c.subject = $2
+             AND t.disabled_at IS NULL""",
         issuer, subject,
     )
     return FederatedClient(**dict(row)) if row else None
@@ -298,7 +312,8 @@ async def issue_access_token(conn: asyncpg.Connection, client: AuthenticatedClie
 
 
 _AUTHENTICATE = """
-SELECT a.token_hash, c.tenant_id, c.id, c.label, a.scope, t.name, t.seats, t.rate_limit
+SELECT a.token_hash, c.tenant_id, c.id, c.label, a.scope, t.name, t.seats, t.rate_limit,
+       t.disabled_at IS NOT NULL AS tenant_disabled
 FROM oauth_access_tokens a
 JOIN oauth_clients c ON c.tenant_id = a.tenant_id AND c.id = a.client_id
 JOIN tenants t ON t.id = c.tenant_id
@@ -320,5 +335,6 @@ async def authenticate_access_token(conn: asyncpg.Connection, value: str) -> Pri
     return Principal(
         tenant_id=row["tenant_id"], tenant_name=row["name"], token_id=row["id"], label=row["label"],
         scope=row["scope"], seats=row["seats"], rate_limit=row["rate_limit"],
+        tenant_disabled=row["tenant_disabled"],
     )
 

@@ -7,7 +7,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
-SCOPES = ("scim", "audit")
+SCOPES = ("scim", "audit", "events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class Principal:
     scope: str
     seats: int | None
     rate_limit: float | None
+    tenant_disabled: bool = False  # `tenant disable`: authenticated, but refused (403)
 
     @property
     def tenant(self) -> Tenant:

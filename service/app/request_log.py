@@ -274,3 +274,18 @@ async def hourly(
         per_hour = out.setdefault(r["token_label"], {}).setdefault(r["hour"], dict.fromkeys(OUTCOMES, 0))
         per_hour[r["outcome"]] = int(r["n"])
     return out
+
+
+async def forget(conn: asyncpg.Connection, tenant_id: uuid.UUID, resource_id: str, values: set[str]) -> int:
+    """Delete the tenant's rows about `resource_id` or quoting any of `values` (case-insensitive)
+    in a filter or an error detail: an erased subject's traces (service/app/erasure.py). The
+    table is bounded per tenant (retention, row cap), so one pass is bounded too."""
+    lowered = sorted({v.lower() for v in values})
+    status = await conn.execute(
+        """DELETE FROM request_log r WHERE r.tenant_id = $1 AND (
+               r.resource_id = $2
+               OR EXISTS (SELECT 1 FROM unnest($3::text[]) AS v(s)
+                          WHERE strpos(lower(coalesce(r.filter, '') || ' ' || coalesce(r.detail, '')), v.s) > 0))""",
+        tenant_id, resource_id, lowered,
+    )
+    return int(status.split()[-1])

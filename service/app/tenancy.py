@@ -19,20 +19,10 @@ import asyncpg
 
 from projections.domain.errors import TenantExists, TenantNotFound, TokenNotFound, TokenNotRotatable
 from service.app import oauth
+from service.app.names import check_name, check_tenant_name
 from service.app.principal import SCOPES, Principal, Tenant, hash_secret
 
 SECRET_PREFIX = "scimledger_"
-MAX_NAME_LENGTH = 128  # a tenant name or token label: indexed, logged and shown in tables
-
-
-def check_name(value: str, what: str) -> str:
-    """A tenant name or token label: 1 to MAX_NAME_LENGTH characters, no control characters
-    (they would reach terminals and logs). Raises ValueError."""
-    if not value.strip() or len(value) > MAX_NAME_LENGTH or not value.isprintable():
-        raise ValueError(f"{what} must be 1 to {MAX_NAME_LENGTH} printable characters")
-    return value
-
-
 class Unchanged(enum.Enum):
     """`update_tenant` leaves a setting as it is (None clears it)."""
 
@@ -52,6 +42,7 @@ class TenantSummary:
     active_users: int
     rate_limit: float | None
     created_at: dt.datetime
+    disabled_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +76,8 @@ async def create_tenant(
 ) -> uuid.UUID:
     """A new tenant; max_users/max_groups None take the columns' defaults (migration 0012)."""
     tenant_id = uuid.uuid4()
-    values: dict[str, object] = {"id": tenant_id, "name": check_name(name, "a tenant name"),
+    name = check_tenant_name(name)
+    values: dict[str, object] = {"id": tenant_id, "name": name,
                                  "seats": seats, "rate_limit": rate_limit}
     values.update({k: v for k, v in (("max_users", max_users), ("max_groups", max_groups)) if v is not None})
     try:
@@ -99,13 +91,39 @@ async def create_tenant(
 
 
 async def get_tenant(conn: asyncpg.Connection, name: str) -> Tenant:
-    """A tenant by name, or by id when `name` is one."""
+    """A tenant by name (trimmed), or by id when `name` is one."""
+    name = name.strip()
     row = await conn.fetchrow(
         "SELECT id, name, seats, rate_limit FROM tenants WHERE name = $1 OR id::text = $1", name
     )
     if row is None:
-        raise TenantNotFound(f"no tenant {name!r}")
+        raise TenantNotFound(f"no tenant {name!r}", name)
     return Tenant(row["id"], row["name"], row["seats"], row["rate_limit"])
+
+
+async def tenant_names(conn: asyncpg.Connection) -> list[str]:
+    return [r["name"] for r in await conn.fetch("SELECT name FROM tenants ORDER BY name")]
+
+
+async def rename_tenant(conn: asyncpg.Connection, tenant_id: uuid.UUID, new_name: str) -> None:
+    """A tenant's new name. Events, views and tokens reference the tenant by id, so nothing
+    else changes; commands and the console use the new name from now on."""
+    new_name = check_tenant_name(new_name)
+    try:
+        await conn.execute("UPDATE tenants SET name = $2 WHERE id = $1", tenant_id, new_name)
+    except asyncpg.UniqueViolationError as e:
+        raise TenantExists(f"a tenant named {new_name!r} already exists") from e
+
+
+async def set_tenant_disabled(conn: asyncpg.Connection, tenant_id: uuid.UUID, disabled: bool) -> bool:
+    """Disable a tenant (every token, OAuth client and console session of it refused from the
+    next request; its data kept) or enable it again. False when it already was so."""
+    status = await conn.execute(
+        "UPDATE tenants SET disabled_at = CASE WHEN $2 THEN now() END "
+        "WHERE id = $1 AND (disabled_at IS NOT NULL) <> $2",
+        tenant_id, disabled,
+    )
+    return status != "UPDATE 0"
 
 
 async def tenant_id_by_name(conn: asyncpg.Connection, name: str) -> uuid.UUID:
@@ -117,7 +135,7 @@ async def issue_token(
 ) -> tuple[uuid.UUID, str]:
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
-    check_name(label, "a token label")
+    label = check_name(label, "a token label")
     token_id = uuid.uuid4()
     secret = new_secret()
     await conn.execute(
@@ -130,13 +148,14 @@ async def issue_token(
 async def list_tenants(conn: asyncpg.Connection) -> list[TenantSummary]:
     rows = await conn.fetch(
         """
-        SELECT t.id, t.name, t.seats, t.rate_limit, t.created_at,
+        SELECT t.id, t.name, t.seats, t.rate_limit, t.created_at, t.disabled_at,
                (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.active) AS active_users
         FROM tenants t ORDER BY t.name
         """
     )
     return [
-        TenantSummary(r["id"], r["name"], r["seats"], int(r["active_users"]), r["rate_limit"], r["created_at"])
+        TenantSummary(r["id"], r["name"], r["seats"], int(r["active_users"]), r["rate_limit"], r["created_at"],
+                      r["disabled_at"])
         for r in rows
     ]
 
@@ -215,7 +234,7 @@ async def revoke_token(conn: asyncpg.Connection, token_id: uuid.UUID) -> None:
 _AUTHENTICATE = """
 WITH found AS (
     SELECT k.tenant_id, k.id, k.label, k.scope, k.secret_hash, k.last_used_at,
-           t.name, t.seats, t.rate_limit
+           t.name, t.seats, t.rate_limit, t.disabled_at IS NOT NULL AS tenant_disabled
     FROM tokens k JOIN tenants t ON t.id = k.tenant_id
     WHERE k.secret_hash = $1 AND k.revoked_at IS NULL
       AND (k.expires_at IS NULL OR k.expires_at > now())
@@ -248,6 +267,7 @@ async def authenticate(conn: asyncpg.Connection, secret: str) -> Principal | Non
         scope=row["scope"],
         seats=row["seats"],
         rate_limit=row["rate_limit"],
+        tenant_disabled=row["tenant_disabled"],
     )
 
 

@@ -60,6 +60,7 @@ class UserState:
 
     row: UserRow
     groups: Groups
+    key: bytes | None = None  # the subject's data key, read with the row for a write
 
 
 async def _check_seats(conn: asyncpg.Connection, tenant: Tenant) -> None:
@@ -85,14 +86,16 @@ async def _write(
     current: UserRow | None,
     events: list[Event],
     actor: Actor,
+    key: bytes | None,
 ) -> UserRow:
-    """Append and project, enforcing the seat limit when the events take a seat."""
+    """Append and project, enforcing the seat limit when the events take a seat. `key`: the
+    subject's data key (None for a new subject: the view makes one)."""
     metadata = actor.metadata()
     if tenant.seats is not None and decide.activates(events):
         async with conn.transaction():
             await _check_seats(conn, tenant)
-            return await users_view.write(conn, tenant.id, user_id, current, events, metadata)
-    return await users_view.write(conn, tenant.id, user_id, current, events, metadata)
+            return await users_view.write(conn, tenant.id, user_id, current, events, metadata, key)
+    return await users_view.write(conn, tenant.id, user_id, current, events, metadata, key)
 
 
 async def create_user(conn: asyncpg.Connection, tenant: Tenant, body: dict[str, Any], actor: Actor) -> UserRow:
@@ -100,13 +103,22 @@ async def create_user(conn: asyncpg.Connection, tenant: Tenant, body: dict[str, 
     normalized = normalize(body, USER_RESOURCE)
     await check_room(conn, tenant.id, "users")  # the tenant's storage bound (service/app/storage.py)
     events = decide.create_user(normalized.resource, password_set=normalized.password is not None)
-    return await _write(conn, tenant, uuid.uuid4(), None, events, actor)
+    return await _write(conn, tenant, uuid.uuid4(), None, events, actor, None)
 
 
 async def get_user(conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str) -> UserState:
     """The user and its groups (one statement), or ResourceNotFound."""
     user_id = parse_id(raw_id)
     found = await users_view.get_with_groups(conn, tenant_id, user_id) if user_id else None
+    if found is None:
+        raise ResourceNotFound(f"User {raw_id} not found")
+    return UserState(*found)
+
+
+async def _get_for_write(conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str) -> UserState:
+    """`get_user` with the subject's data key, one statement."""
+    user_id = parse_id(raw_id)
+    found = await users_view.get_for_write(conn, tenant_id, user_id) if user_id else None
     if found is None:
         raise ResourceNotFound(f"User {raw_id} not found")
     return UserState(*found)
@@ -136,13 +148,13 @@ async def _update(conn: asyncpg.Connection, target: Target, change: Change) -> U
     change when the client sent no If-Match."""
 
     async def attempt() -> UserState:
-        current = await get_user(conn, target.tenant.id, target.raw_id)
+        current = await _get_for_write(conn, target.tenant.id, target.raw_id)
         check_version(target.if_match, current.row.version)
         new, password_set = change(current.row.resource)
         events = decide.update_user(current.row.resource, new, password_set=password_set)
         if not events:
-            return current
-        row = await _write(conn, target.tenant, current.row.id, current.row, events, target.actor)
+            return UserState(current.row, current.groups)
+        row = await _write(conn, target.tenant, current.row.id, current.row, events, target.actor, current.key)
         return UserState(row, current.groups)
 
     return await _re_deciding(target, attempt)
@@ -196,7 +208,8 @@ async def set_active(
     events = decide.update_user(current.resource, {**current.resource, "active": active})
     if not events:
         return current, False
-    return await _write(conn, tenant, current.id, current, events, actor), True
+    key = await users_view.key_of(conn, tenant.id, current.id)
+    return await _write(conn, tenant, current.id, current, events, actor, key), True
 
 
 async def delete_user(conn: asyncpg.Connection, target: Target) -> None:
@@ -209,11 +222,11 @@ async def delete_user(conn: asyncpg.Connection, target: Target) -> None:
 
     async def attempt() -> None:
         async with conn.transaction():
-            current = await get_user(conn, target.tenant.id, target.raw_id)
+            current = await _get_for_write(conn, target.tenant.id, target.raw_id)
             check_version(target.if_match, current.row.version)
             group_ids = await group_cases.remove_member_everywhere(conn, target.tenant.id, current.row.id, metadata)
             event = decide.delete_user(current.row.resource, [str(g) for g in group_ids])
-            await users_view.delete(conn, current.row, event, metadata)  # waits for member adds
+            await users_view.delete(conn, current.row, event, metadata, current.key)  # waits for member adds
             if await group_cases.is_member_anywhere(conn, target.tenant.id, current.row.id):
                 raise _JoinedMeanwhile  # rolls the whole deletion back
 

@@ -23,7 +23,13 @@ import asyncpg
 import msgspec
 
 from projections.followers import runner
-from projections.followers.audit import AuditEntry, AuditProjection, AuditQuery, timestamp
+from projections.followers.audit import (
+    CLI_ACTOR_PREFIX,
+    AuditEntry,
+    AuditProjection,
+    AuditQuery,
+    timestamp,
+)
 from projections.followers.seal import SealProjection
 from service.app import audit, tenancy
 from service.cli.context import Context
@@ -45,7 +51,7 @@ def _table_line(entry: AuditEntry) -> str:
     a = entry.actor
     who = a.label or "-"
     if a.kind == "cli":
-        who = f"cli:{a.os_user or '?'}"
+        who = f"{CLI_ACTOR_PREFIX}{a.os_user or '?'}"
     elif a.token_id:
         who = f"{who} ({a.token_id})"
     target = printable(f"{entry.target_type}:{entry.target_name or entry.target_id}")

@@ -25,7 +25,7 @@ from service.app import oauth, tenancy
 from service.app.jwks import JwksUnavailable, parse_key_set
 from service.app.principal import SCOPES
 from service.cli.context import Context
-from service.cli.options import tenant_option
+from service.cli.options import label_arg, tenant_option
 from service.cli.output import err
 
 
@@ -117,7 +117,7 @@ def register(sub: Any) -> None:
     client = group.add_subparsers(dest="client", required=True)
     create = client.add_parser("create", help="a client with a secret; prints its id, then the secret")
     tenant_option(create)
-    create.add_argument("--label", required=True, help="names the actor in the audit trail (entra-prod)")
+    create.add_argument("--label", required=True, type=label_arg, help="names the actor in the audit trail (entra-prod)")
     create.add_argument("--scope", choices=SCOPES, default="scim")
     create.add_argument("--secret-days", type=int, default=None,
                         help=f"lifetime of the secret (default {oauth.DEFAULT_SECRET_DAYS}, at most {oauth.MAX_SECRET_DAYS})")
@@ -143,7 +143,7 @@ def register(sub: Any) -> None:
 
     federate = client.add_parser("federate", help="a client authenticated by a trusted issuer's JWTs; prints its id")
     tenant_option(federate)
-    federate.add_argument("--label", required=True)
+    federate.add_argument("--label", required=True, type=label_arg)
     federate.add_argument("--issuer", required=True, help="the `iss` of the client's assertions")
     federate.add_argument("--subject", required=True, help="the `sub` of the client's assertions")
     keys = federate.add_mutually_exclusive_group(required=True)

@@ -6,6 +6,8 @@ Exit codes: 0 done, 1 refused (the thing named does not exist or the change is n
 
 from __future__ import annotations
 
+import difflib
+
 from eventstore.store import WrongExpectedVersion
 from projections.domain import errors as domain
 from service.scim.errors import ScimError
@@ -31,3 +33,12 @@ def message_and_code(error: Exception) -> tuple[str, int] | None:
     if isinstance(error, WrongExpectedVersion):
         return "the resource was changed by another writer meanwhile; run the command again", REFUSED
     return None
+
+
+def suggest_tenant(error: Exception, names: list[str]) -> str | None:
+    """For an unknown tenant: the closest existing name, and where to see them all."""
+    if not isinstance(error, domain.TenantNotFound) or error.name is None:
+        return None
+    close = difflib.get_close_matches(error.name.lower(), names, n=1, cutoff=0.6)
+    listing = "`scimledger tenant list` shows every tenant"
+    return f"did you mean {close[0]!r}? {listing}" if close else listing

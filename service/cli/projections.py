@@ -30,9 +30,9 @@ from projections.rebuild import (
     verify_follower,
     verify_inline,
 )
+from service.cli.context import open_pool
 from service.cli.output import err
 from service.runtime.config import Settings
-from service.runtime.database import create_pool, migrate, resolve_dsn
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +102,8 @@ def known_names() -> list[str]:
 
 
 async def _with_pool(settings: Settings, work: Any) -> int:
-    pool = await create_pool(resolve_dsn(settings), min_size=1, max_size=6)
+    pool, _ = await open_pool(settings, max_size=6)
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
         return int(await work(pool))
     finally:
         await pool.close()

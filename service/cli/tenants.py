@@ -12,9 +12,9 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from service.app import tenancy
+from service.app import names, tenancy
 from service.cli.context import Context
-from service.cli.options import tenant_option
+from service.cli.options import label_arg, tenant_option
 from service.cli.output import err, printable
 
 
@@ -50,10 +50,10 @@ def bound_arg(raw: str) -> int:
     return int(raw)
 
 
-def name_arg(raw: str) -> str:
-    """A tenant name or token label (service/app/tenancy.py check_name)."""
+def tenant_name_arg(raw: str) -> str:
+    """A new tenant name (service/app/names.py, check_tenant_name): trimmed, a fixed charset."""
     try:
-        return tenancy.check_name(raw, "the name")
+        return names.check_tenant_name(raw)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from e
 
@@ -85,12 +85,42 @@ async def cmd_tenant_create(args: argparse.Namespace, ctx: Context) -> int:
 async def cmd_tenant_list(args: argparse.Namespace, ctx: Context) -> int:
     conn = ctx.conn
     default_rate = ctx.settings.default_rate_limit
-    print(f"{'name':24}  {'id':36}  {'seats':>9}  {'active':>7}  rate limit (req/s)")
+    print(f"{'name':24}  {'id':36}  {'seats':>9}  {'active':>7}  {'rate limit (req/s)':18}  state")
     for t in await tenancy.list_tenants(conn):
         seats = "unlimited" if t.seats is None else str(t.seats)
         rate = f"{default_rate:g} (default)" if t.rate_limit is None else f"{t.rate_limit:g}"
-        print(f"{printable(t.name):24}  {t.id!s:36}  {seats:>9}  {t.active_users:>7}  {rate}")
+        state = "enabled" if t.disabled_at is None else f"disabled {_when(t.disabled_at)}"
+        print(f"{printable(t.name):24}  {t.id!s:36}  {seats:>9}  {t.active_users:>7}  {rate:18}  {state}")
     return 0
+
+
+async def cmd_tenant_rename(args: argparse.Namespace, ctx: Context) -> int:
+    tenant_id = await tenancy.tenant_id_by_name(ctx.conn, args.old)
+    await tenancy.rename_tenant(ctx.conn, tenant_id, args.new)
+    err(f"tenant {printable(args.old)} is now {args.new} (id {tenant_id}); use the new name in commands")
+    return 0
+
+
+async def _set_disabled(args: argparse.Namespace, ctx: Context, disabled: bool) -> int:
+    tenant = await tenancy.get_tenant(ctx.conn, args.name)
+    changed = await tenancy.set_tenant_disabled(ctx.conn, tenant.id, disabled)
+    state = "disabled" if disabled else "enabled"
+    if not changed:
+        err(f"tenant {printable(tenant.name)} was already {state}")
+    elif disabled:
+        err(f"tenant {printable(tenant.name)} disabled: its tokens, OAuth clients and console sessions are "
+            f"refused (403) from the next request; its data is kept (undo: scimledger tenant enable {tenant.name})")
+    else:
+        err(f"tenant {printable(tenant.name)} enabled: its tokens and OAuth clients work again")
+    return 0
+
+
+async def cmd_tenant_disable(args: argparse.Namespace, ctx: Context) -> int:
+    return await _set_disabled(args, ctx, True)
+
+
+async def cmd_tenant_enable(args: argparse.Namespace, ctx: Context) -> int:
+    return await _set_disabled(args, ctx, False)
 
 
 async def cmd_tenant_update(args: argparse.Namespace, ctx: Context) -> int:
@@ -164,7 +194,8 @@ async def cmd_token_rotate(args: argparse.Namespace, ctx: Context) -> int:
 def register(sub: Any) -> None:
     tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant", required=True)
     t_create = tenant.add_parser("create", help="create a tenant; prints its id")
-    t_create.add_argument("name", type=name_arg)
+    t_create.add_argument("name", type=tenant_name_arg,
+                          help="lower-case letters, digits, '.', '_', '-' (at most 63)")
     t_create.add_argument("--seats", type=seats_arg, default=None, help="active-user limit (default: none)")
     t_create.add_argument("--rate-limit", type=rate_arg, default=None,
                           help="requests per second (default: SCIMLEDGER_RATE_LIMIT)")
@@ -185,11 +216,21 @@ def register(sub: Any) -> None:
     t_update.add_argument("--max-users", type=bound_arg, default=tenancy.KEEP, help="most users the tenant may hold")
     t_update.add_argument("--max-groups", type=bound_arg, default=tenancy.KEEP, help="most groups the tenant may hold")
     t_update.set_defaults(run=cmd_tenant_update)
+    t_rename = tenant.add_parser("rename", help="give a tenant a new name (its id, data and tokens stay)")
+    t_rename.add_argument("old", metavar="OLD", help="tenant name or id")
+    t_rename.add_argument("new", metavar="NEW", type=tenant_name_arg)
+    t_rename.set_defaults(run=cmd_tenant_rename)
+    t_disable = tenant.add_parser("disable", help="refuse a tenant's tokens and clients (403); its data is kept")
+    t_disable.add_argument("name", help="tenant name or id")
+    t_disable.set_defaults(run=cmd_tenant_disable)
+    t_enable = tenant.add_parser("enable", help="undo `tenant disable`")
+    t_enable.add_argument("name", help="tenant name or id")
+    t_enable.set_defaults(run=cmd_tenant_enable)
 
     token = sub.add_parser("token", help="manage bearer tokens").add_subparsers(dest="token", required=True)
     t_issue = token.add_parser("issue", help="issue a token; prints the secret alone")
     tenant_option(t_issue)
-    t_issue.add_argument("--label", required=True, type=name_arg,
+    t_issue.add_argument("--label", required=True, type=label_arg,
                          help="names the actor in the audit trail (okta, entra-prod)")
     t_issue.add_argument("--scope", choices=tenancy.SCOPES, default="scim")
     t_issue.set_defaults(run=cmd_token_issue)

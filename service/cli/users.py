@@ -8,9 +8,11 @@ the operating-system user as the actor, so GET /Users shows them and the audit t
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 from typing import Any
 
-from service.app import tenancy, users
+from service.app import erasure, tenancy, users
 from service.cli.context import Context
 from service.cli.options import tenant_option
 from service.cli.output import err, printable
@@ -59,6 +61,29 @@ async def cmd_user_list(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+async def cmd_user_erase(args: argparse.Namespace, ctx: Context) -> int:
+    tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            err("erasure cannot be undone: pass --yes to confirm (no terminal to ask on)")
+            return 1
+        answer = await asyncio.to_thread(
+            input, f"Erase {args.user!r} of tenant {tenant.name} for good? Its personal data "
+            "cannot be recovered. Type 'erase' to confirm: ")
+        if answer.strip() != "erase":
+            err("not erased")
+            return 1
+    done = await erasure.erase_user(ctx.conn, tenant, args.user, args.reason, ctx.actor("user erase"))
+    if done.already:
+        err(f"user {done.user_id} was already erased ({done.erased_at:%Y-%m-%d %H:%M:%S} UTC); nothing changed")
+    else:
+        err(f"user {done.user_id} erased: its key is destroyed, its personal data unreadable in the log and "
+            f"gone from the views and the audit trail (it left {done.groups_left} groups); its history of "
+            "types, times and actors remains")
+    print(done.user_id)
+    return 0
+
+
 def register(sub: Any) -> None:
     user = sub.add_parser("user", help="manage users on the app's side").add_subparsers(dest="user", required=True)
     create = user.add_parser("create", help="create a user; prints its id")
@@ -76,6 +101,12 @@ def register(sub: Any) -> None:
         tenant_option(p)
         p.add_argument("user", metavar="USER", help="id or userName")
         p.set_defaults(run=fn)
+    erase = user.add_parser("erase", help="erase a user's personal data for good (crypto-shredding); prints its id")
+    tenant_option(erase)
+    erase.add_argument("user", metavar="USER", help="id or userName (active, inactive or deleted)")
+    erase.add_argument("--reason", required=True, help="why (the request or ticket), kept in the log")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    erase.set_defaults(run=cmd_user_erase)
     listing = user.add_parser("list", help="list the tenant's users")
     tenant_option(listing)
     listing.set_defaults(run=cmd_user_list)

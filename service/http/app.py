@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -9,9 +11,11 @@ import structlog
 from aiohttp import web
 
 from service.app.paging import PageCursors
+from service.app.token_cache import TokenCache
 from service.http import console, metrics, oauth
+from service.http.events import streams_ctx
 from service.http.followers import followers_ctx, notify_followers
-from service.http.keys import DSN, PAGE_CURSORS, POOL, SETTINGS
+from service.http.keys import DSN, PAGE_CURSORS, POOL, SETTINGS, STANDBY, TOKEN_CACHE
 from service.http.metrics import EVENT_COUNTS, EventCounts
 from service.http.middleware import (
     ADMISSION,
@@ -24,6 +28,8 @@ from service.http.middleware import (
 from service.http.routes import add_routes
 from service.runtime.config import Settings
 from service.runtime.database import create_pool, unavailable
+from service.runtime.keys import load_master_keys
+from service.runtime.replica import CHECK_TIMEOUT_S, Standby
 
 log = structlog.get_logger("scimledger.http")
 
@@ -54,6 +60,38 @@ async def _pool(app: web.Application) -> AsyncIterator[None]:
     await app[POOL].close()
 
 
+async def _standby(app: web.Application) -> AsyncIterator[None]:
+    """The hot standby's pool and its lag check, when SCIMLEDGER_REPLICA_URL is set: the pool
+    connects on demand, so a standby that is down at start only sends every read to the primary."""
+    settings = app[SETTINGS]
+    if not settings.replica_url:
+        yield
+        return
+    pool = await create_pool(
+        settings.replica_url, min_size=0, max_size=settings.pool_max,
+        statement_timeout_s=settings.statement_timeout_s,
+        idle_in_transaction_timeout_s=settings.idle_in_transaction_timeout_s,
+        connect_timeout_s=CHECK_TIMEOUT_S,  # a standby that is slow to answer is bypassed, not awaited
+    )
+    standby = app[STANDBY] = Standby(pool, app[POOL], settings.replica_max_lag_s)
+    checking = asyncio.create_task(standby.run())
+    yield
+    checking.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await checking
+    await pool.close()
+
+
+async def _token_cache(app: web.Application) -> AsyncIterator[None]:
+    """The token cache's listener, on a connection of its own (LISTEN holds it)."""
+    cache = app[TOKEN_CACHE] = TokenCache()
+    listening = asyncio.create_task(cache.listen(lambda: asyncpg.connect(app[DSN])))
+    yield
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listening
+
+
 def create_app(settings: Settings, dsn: str) -> web.Application:
     app = web.Application(
         # metrics outermost: it sees the final status of every request, errors included
@@ -66,11 +104,15 @@ def create_app(settings: Settings, dsn: str) -> web.Application:
                       "keepalive_timeout": settings.keepalive_timeout_s},
     )
     app[SETTINGS] = settings
+    load_master_keys(settings)  # the subjects' data keys unwrap with it (docs/privacy.md)
     app[ADMISSION] = Admission.of(settings)
     app[DSN] = dsn
     app[PAGE_CURSORS] = PageCursors()
     app.cleanup_ctx.append(_pool)
+    app.cleanup_ctx.append(_token_cache)
+    app.cleanup_ctx.append(_standby)  # after the pool: its lag check reads the primary's position
     app.cleanup_ctx.append(followers_ctx)  # after the pool: stops before it closes
+    app.cleanup_ctx.append(streams_ctx)  # security-event streams (docs/events.md)
     app[EVENT_COUNTS] = EventCounts()
     add_routes(app)
     oauth.setup(app)

@@ -8,6 +8,12 @@ sends its body slowly holds no connection; the handler calls `connection(request
 authenticated on (one pool checkout for a read). A request never holds two connections at once:
 `connection()` inside `connection()` is the same one, so a full pool cannot deadlock. Waiting for
 a connection is bounded (`pool_timeout_s`): beyond it the answer is 503 with Retry-After.
+
+Reads that may lag (`may_lag`) are served by the hot standby when one is configured and its last
+lag check found it within bound (service/runtime/replica.py, docs/scaling.md); a standby that
+cannot be reached at acquire time is bypassed for this request and the next ones, and the read
+goes to the primary. Such a read may hold the primary connection it authenticated on and one of
+the standby's, never two of one pool.
 """
 
 from __future__ import annotations
@@ -21,10 +27,22 @@ from aiohttp import web
 
 from projections.domain.actor import Actor
 from service.app.preconditions import Target
-from service.http.keys import CONNECTION, POOL, PRINCIPAL, REQUEST_ID, SETTINGS
+from service.http.keys import (
+    CONNECTION,
+    POOL,
+    PRINCIPAL,
+    REQUEST_ID,
+    SETTINGS,
+    STANDBY,
+    STANDBY_CONNECTION,
+    TEMPLATES,
+)
+from service.runtime.database import unavailable
 from service.scim.errors import ScimError
 
 SCIM_PREFIX = "/scim/v2"
+AUDIT_PREFIX = "/audit/v1/"
+WALKED_LISTS = frozenset({f"{SCIM_PREFIX}/Users", f"{SCIM_PREFIX}/Groups"})
 POOL_BUSY_RETRY_AFTER_S = 1
 
 
@@ -52,10 +70,59 @@ async def release(app: web.Application, conn: asyncpg.Connection) -> None:
     await app[POOL].release(conn)
 
 
+def may_lag(request: web.Request) -> bool:
+    """Whether the request's answer may come from a standby a little behind the primary
+    (docs/scaling.md): everything under /audit/v1 (the audit API and its exports, which say how
+    complete they are), and the pages after the first of a GET list walk of /Users or /Groups
+    (`startIndex` > 1: imports). Never a GET by id, a filter's first page, a POST /.search or
+    anything that writes: an IdP reads those right after its own write."""
+    if request.path.startswith(AUDIT_PREFIX):
+        return True
+    if request.method != "GET":
+        return False
+    template = request.config_dict.get(TEMPLATES, {}).get(request.match_info.route.resource)  # type: ignore[arg-type]
+    start = request.query.get("startIndex", "")
+    return template in WALKED_LISTS and start.isdigit() and int(start) > 1
+
+
+async def _from_standby(request: web.Request) -> asyncpg.Connection | None:
+    """A connection of the standby for this request, or None: no standby, not a read that may
+    lag, the last check found it behind, or it cannot be reached now."""
+    standby = request.config_dict.get(STANDBY)
+    if standby is None or not standby.usable or not may_lag(request):
+        return None
+    # one turn of the event loop first: a standby that went away has closed its sockets, and the
+    # pool replaces a connection it sees closed (a new connect, which then fails and falls back)
+    # instead of handing out one whose close is still unread
+    await asyncio.sleep(0)
+    try:
+        conn: asyncpg.Connection = await standby.pool.acquire(timeout=request.config_dict[SETTINGS].pool_timeout_s)
+    except Exception as e:
+        if not (unavailable(e) or isinstance(e, TimeoutError)):
+            raise
+        standby.failed(e)
+        return None
+    return conn
+
+
 @asynccontextmanager
 async def connection(request: web.Request) -> AsyncIterator[asyncpg.Connection]:
     """The request's connection: the one it holds, else one acquired now (and released at the
-    end of the block). Call it after the body is read."""
+    end of the block): the standby's for a read that may lag, else the primary's. Call it after
+    the body is read."""
+    conn = request.get(STANDBY_CONNECTION)
+    if conn is not None:
+        yield conn
+        return
+    conn = await _from_standby(request)
+    if conn is not None:
+        request[STANDBY_CONNECTION] = conn
+        try:
+            yield conn
+        finally:
+            del request[STANDBY_CONNECTION]
+            await request.config_dict[STANDBY].pool.release(conn)
+        return
     conn = request.get(CONNECTION)
     if conn is not None:
         yield conn
@@ -89,6 +156,7 @@ def request_actor(request: web.Request) -> Actor:
         client=request.headers.get("User-Agent", "")[:512],
         ip=request.remote,
         request_id=request[REQUEST_ID],
+        method=request.method,
     )
 
 

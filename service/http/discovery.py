@@ -11,8 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from service.http.context import base_url
-from service.http.keys import SETTINGS
+from projections.domain.security_events import SCIM_EVENT_URIS
+from service.app import streams
+from service.http.context import base_url, connection
+from service.http.keys import PRINCIPAL, SETTINGS
 from service.http.wire import scim_response
 from service.scim import schema
 from service.scim.errors import Forbidden, NotFound, ScimError
@@ -68,6 +70,11 @@ SERVICE_PROVIDER_CONFIG = schema.Schema(
         _supported("changePassword", "Change password configuration options."),
         _supported("sort", "Sort configuration options."),
         _supported("etag", "ETag configuration options."),
+        _ro("securityEvents", type="complex", description="Security events (RFC 9967).", sub_attributes=(
+            _ro("eventUris", multi_valued=True, case_exact=True, description="The event URIs the service can issue."),
+            _ro("asyncRequest", case_exact=True, canonical_values=("none", "lite", "long"),
+                description="Whether asynchronous SCIM requests (Prefer: respond-async) are served."),
+        )),
         _ro("authenticationSchemes", type="complex", multi_valued=True, required=True,
             description="Supported authentication schemes.", sub_attributes=(
                 _ro("type", required=True, canonical_values=("oauth", "oauth2", "oauthbearertoken", "httpbasic", "httpdigest"),
@@ -144,7 +151,17 @@ def refuse_filter(request: web.Request) -> None:
         raise Forbidden("filtering is not supported on discovery endpoints (RFC 7644 section 4)")
 
 
-def service_provider_config(settings_max_results: int, base: str) -> dict[str, Any]:
+def service_provider_config(settings_max_results: int, base: str, *, security_events: bool = False) -> dict[str, Any]:
+    config = _service_provider_config(settings_max_results, base)
+    if security_events:
+        # RFC 9967: the SCIM events this service's streams carry; no asynchronous SCIM requests
+        # (Prefer: respond-async is not served). Shown to a tenant that has a stream: clients
+        # that know RFC 7643 alone refuse the attribute (docs/events.md).
+        config["securityEvents"] = {"eventUris": list(SCIM_EVENT_URIS), "asyncRequest": "none"}
+    return config
+
+
+def _service_provider_config(settings_max_results: int, base: str) -> dict[str, Any]:
     return {
         "schemas": [schema.SERVICE_PROVIDER_CONFIG_SCHEMA],
         "documentationUri": "https://github.com/scimledger/scimledger#readme",
@@ -183,7 +200,9 @@ def service_provider_config(settings_max_results: int, base: str) -> dict[str, A
 async def get_service_provider_config(request: web.Request) -> web.Response:
     refuse_filter(request)
     settings = request.app[SETTINGS]
-    return scim_response(service_provider_config(settings.max_page_size, base_url(request)))
+    async with connection(request) as conn:
+        has_streams = await streams.has_streams(conn, request[PRINCIPAL].tenant_id)
+    return scim_response(service_provider_config(settings.max_page_size, base_url(request), security_events=has_streams))
 
 
 async def list_resource_types(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from service.scim import errors as scim
 # domain error -> SCIM error class (status and scimType come with the class)
 SCIM_ERRORS: dict[type[domain.DomainError], type[scim.ScimError]] = {
     domain.ResourceNotFound: scim.NotFound,
+    domain.SubjectErased: scim.Gone,
     domain.UserNameTaken: scim.Uniqueness,
     domain.SeatLimitReached: scim.Forbidden,
     domain.VersionMismatch: scim.PreconditionFailed,

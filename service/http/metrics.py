@@ -24,6 +24,13 @@ What is measured where:
 - OAuth client secrets about to expire (`scimledger_oauth_client_secrets_expiring`, within 7 and
   30 days; scrape time), so an operator rotates them before an IdP's connection breaks.
 - pool use: size and idle connections of each worker's pool (gauges summed over live workers).
+- tenant-free totals: responses by status class (`2xx` ... `5xx`), authentication failures by
+  reason (missing, invalid, tenant_disabled, scope: counted by the authentication middleware).
+
+Where /metrics is served: with SCIMLEDGER_METRICS_PORT set, on that port only (serve opens a
+second listener for it, service/server/serve.py): the SCIM port answers /metrics with 404 and the
+metrics port answers nothing else. Unset, /metrics is on the SCIM port with the rest (local runs;
+keep that port off the internet then).
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ from projections import registry
 from projections.followers import dead_letters
 from projections.followers import runner as follower
 from service.app import oauth
-from service.http.keys import POOL, TEMPLATES
+from service.http.events import stream_families
+from service.http.keys import POOL, SETTINGS, TEMPLATES
 from service.http.observe import Handler, observed
 
 log = structlog.get_logger("scimledger.metrics")
@@ -69,6 +77,10 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 THROTTLED = Counter("scimledger_http_throttled", "requests refused with 429 (tenant rate limit)")
+RESPONSES = Counter("scimledger_http_responses", "HTTP responses by status class", ["class"])
+AUTH_FAILURES = Counter(
+    "scimledger_auth_failures", "requests refused by authentication, by reason", ["reason"]
+)
 POOL_SIZE = Gauge("scimledger_db_pool_size", "database connections open", multiprocess_mode="livesum")
 POOL_IDLE = Gauge("scimledger_db_pool_idle", "database connections idle", multiprocess_mode="livesum")
 
@@ -90,10 +102,26 @@ def observe_pool(pool: asyncpg.Pool | None) -> None:
         POOL_IDLE.set(pool.get_idle_size())
 
 
+METRICS_PATH = "/metrics"
+
+
+def on_metrics_port(request: web.Request) -> bool:
+    """Whether the request came in on SCIMLEDGER_METRICS_PORT (False when it is unset)."""
+    port = request.config_dict[SETTINGS].metrics_port
+    if port is None or request.transport is None:
+        return False
+    sockname = request.transport.get_extra_info("sockname")
+    return isinstance(sockname, tuple) and len(sockname) >= 2 and sockname[1] == port
+
+
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if on_metrics_port(request) and request.path != METRICS_PATH:
+        return web.Response(status=404, text="only /metrics is served on the metrics port\n")
+
     def done(_response: web.StreamResponse | None, status: int, seconds: float) -> None:
         route = route_template(request)
+        RESPONSES.labels(f"{status // 100}xx").inc()
         REQUESTS.labels(request.method, route, str(status)).inc()
         LATENCY.labels(request.method, route).observe(seconds)
         if status == 429:
@@ -167,7 +195,7 @@ async def database_families(conn: asyncpg.Connection, events: EventCounts) -> li
     )
     for label, days in SECRET_WARNING_WINDOWS:
         expiring.add_metric([label], await oauth.secrets_expiring(conn, dt.timedelta(days=days)))
-    return [appended, lag_events, lag_seconds, state, dead, expiring]
+    return [appended, lag_events, lag_seconds, state, dead, expiring, *await stream_families(conn)]
 
 
 EVENT_COUNTS = web.AppKey("metrics_event_counts", EventCounts)
@@ -175,6 +203,8 @@ SECRET_WARNING_WINDOWS = (("7d", 7), ("30d", 30))
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    if request.config_dict[SETTINGS].metrics_port is not None and not on_metrics_port(request):
+        raise web.HTTPNotFound(text="/metrics is served on SCIMLEDGER_METRICS_PORT")
     observe_pool(request.app.get(POOL))
     scraped = ScrapeTimeCollector()
     try:

@@ -40,10 +40,11 @@ from aiohttp import web
 from eventstore.store import WrongExpectedVersion
 from projections.domain.errors import DomainError
 from service.app.ratelimit import Limit, limiter_for
-from service.app.tenancy import Principal, authenticate
+from service.app.tenancy import Principal
 from service.http.context import acquire, release
 from service.http.errors import to_scim
-from service.http.keys import CONNECTION, PRINCIPAL, REQUEST_ID, SETTINGS
+from service.http.keys import CONNECTION, PRINCIPAL, REQUEST_ID, SETTINGS, TOKEN_CACHE
+from service.http.metrics import AUTH_FAILURES
 from service.http.wire import scim_response
 from service.runtime.config import Settings
 from service.runtime.database import unavailable
@@ -63,7 +64,8 @@ log = structlog.get_logger("scimledger.http")
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # a caller's id is kept only if it matches
 PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
-SCOPE_BY_PREFIX = (("/scim/v2", "scim"), ("/audit/v1", "audit"))
+SCOPE_BY_PREFIX = (("/scim/v2", "scim"), ("/audit/v1", "audit"), ("/events/v1", "events"))
+LONG_POLL_PREFIX = "/events/v1/"  # RFC 8936 long polls wait holding no connection
 EXPORT_PATH = "/audit/v1/events/export"
 DATABASE_RETRY_AFTER_S = 5  # Retry-After of a 503 while the database is unreachable
 ABORTED = 499  # the status logged (and counted) for a request whose client went away
@@ -343,6 +345,7 @@ def required_scope(path: str) -> str | None:
 def _bearer(request: web.Request) -> str:
     kind, _, secret = request.headers.get("Authorization", "").partition(" ")
     if kind.lower() != "bearer" or not secret.strip():
+        AUTH_FAILURES.labels("missing").inc()
         raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
     mask_in_logs(secret.strip())  # whatever it looks like, it never appears in a log line
     return secret.strip()
@@ -350,14 +353,21 @@ def _bearer(request: web.Request) -> str:
 
 async def _admit(request: web.Request, conn: asyncpg.Connection, secret: str, scope: str) -> Principal:
     """The token lookup, the scope and the tenant's rate limit, on `conn`."""
-    principal = await authenticate(conn, secret)
+    principal = await request.app[TOKEN_CACHE].authenticate(conn, secret)  # service/app/token_cache.py
     if principal is None:
+        AUTH_FAILURES.labels("invalid").inc()
         raise Unauthorized("the bearer token is not valid (unknown, revoked or expired)")
     request[PRINCIPAL] = principal
     structlog.contextvars.bind_contextvars(
         tenant=str(principal.tenant_id), token_label=principal.label
     )
+    if principal.tenant_disabled:
+        # authenticated, not permitted: 403 (RFC 7644 3.12), so the IdP shows an operator's
+        # decision rather than asking for a new credential; docs/tenancy.md
+        AUTH_FAILURES.labels("tenant_disabled").inc()
+        raise Forbidden("this tenant is disabled; its operator can enable it again")
     if principal.scope != scope:
+        AUTH_FAILURES.labels("scope").inc()
         raise Forbidden(
             f"a token with scope {principal.scope!r} cannot reach {scope!r} endpoints"
         )
@@ -392,7 +402,8 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
                 held.release()
             taken.clear()
             admission.seen(secret, principal.tenant_id)
-        if not request.content.is_eof() or (late and admission.request_slot(principal.tenant_id).locked()):
+        if (not request.content.is_eof() or (late and admission.request_slot(principal.tenant_id).locked())
+                or request.path.startswith(LONG_POLL_PREFIX)):
             # never hold a connection while waiting: for a body still arriving, or for a slot
             await release(request.app, conn)
             conn = None

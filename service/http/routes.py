@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from service.http import audit, discovery, groups, metrics, oauth, probes, users
+from service.http import audit, discovery, events, groups, metrics, oauth, probes, users
 from service.http.keys import TEMPLATES
 from service.scim.errors import ScimError
 
@@ -82,6 +82,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", f"{AUDIT}/users/{{id}}", audit.user_state),
     ("GET", f"{AUDIT}/groups/{{id}}", audit.group_state),
     ("GET", f"{AUDIT}/verify", audit.verify),
+    # the app's security-event streams (RFC 8936 poll; the SET signing keys)
+    ("POST", events.POLL_PATH, events.poll),
+    ("GET", events.JWKS_PATH, events.jwks),
 )
 
 

@@ -1,21 +1,62 @@
-"""Settings, read once from the environment (SCIMLEDGER_*)."""
+"""Settings, read once from the environment (SCIMLEDGER_*).
+
+A setting that cannot be read is a `SetupError`: the CLI prints its one line and exits 2, never a
+traceback (service/cli/main.py).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+from service.runtime.datadir import default_data_dir
+
+N = TypeVar("N", int, float)
+
+
+class SetupError(Exception):
+    """A mistake in how the service is set up or called (a setting, a port, the data dir, the
+    database's address): one line saying what, where and the fix, and an exit code; never a
+    traceback."""
+
+    exit_code = 1
+
+
+class InvalidSetting(SetupError):
+    exit_code = 2
+
+
+def check_port(value: int, what: str) -> int:
+    if not 1 <= value <= 65535:
+        raise InvalidSetting(f"{what} must be a port number from 1 to 65535, not {value}")
+    return value
+
+
+def _number(name: str, default: N, parse: Callable[[str], N], what: str) -> N:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except ValueError:
+        raise InvalidSetting(f"{name} must be {what}, not {raw!r}") from None
 
 
 def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+    return _number(name, default, int, "a whole number")
 
 
 def _float(name: str, default: float) -> float:
+    return _number(name, default, float, "a number")
+
+
+def _port(name: str, default: int | None) -> int | None:
     raw = os.environ.get(name)
-    return float(raw) if raw else default
+    return check_port(_int(name, 0), name) if raw else default
 
 
 def _names(raw: str | None) -> tuple[str, ...] | None:
@@ -30,9 +71,16 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None  # None: run the embedded PostgreSQL in data_dir
-    data_dir: Path = Path("var")
+    # a hot standby of database_url for the reads that may lag (docs/scaling.md), and how far
+    # behind it may be before those reads go back to the primary
+    replica_url: str | None = None
+    replica_max_lag_s: float = 2.0
+    data_dir: Path = field(default_factory=default_data_dir)  # see service/runtime/datadir.py
+    # the master key that wraps every subject's data key (docs/privacy.md); None: data_dir/master.key
+    master_key_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    metrics_port: int | None = None  # /metrics on its own listener; None: on `port` with the rest
     public_url: str | None = None  # base URL as IdPs reach it, for meta.location; default from Host
     max_body_bytes: int = 1024 * 1024
     default_rate_limit: float = 50.0  # requests per second per tenant (burst: 2 s worth)
@@ -55,7 +103,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] | None = None  # Host names served; None: see allowed_host_names
     token_rotation_grace_s: int = 24 * 3600
     oauth_token_ttl_s: int = 3600  # OAuth access tokens live this long (3,600 to 21,600 s)
-    log_json: bool | None = None  # None: JSON unless stdout is a TTY
+    log_json: bool | None = None  # None: JSON unless stderr (where logs go) is a TTY
     run_followers: bool = True  # run the async projections (audit, seal) inside serve
 
     @property
@@ -83,9 +131,14 @@ class Settings:
         log_json = os.environ.get("SCIMLEDGER_LOG_JSON")
         return cls(
             database_url=os.environ.get("SCIMLEDGER_DATABASE_URL") or None,
-            data_dir=Path(os.environ.get("SCIMLEDGER_DATA_DIR") or "var"),
+            replica_url=os.environ.get("SCIMLEDGER_REPLICA_URL") or None,
+            replica_max_lag_s=_float("SCIMLEDGER_REPLICA_MAX_LAG_SECONDS", 2.0),
+            data_dir=default_data_dir(),
+            master_key_file=Path(os.environ["SCIMLEDGER_MASTER_KEY_FILE"]).expanduser().absolute()
+            if os.environ.get("SCIMLEDGER_MASTER_KEY_FILE") else None,
             host=os.environ.get("SCIMLEDGER_HOST") or "127.0.0.1",
-            port=_int("SCIMLEDGER_PORT", 8080),
+            port=_port("SCIMLEDGER_PORT", 8080) or 8080,
+            metrics_port=_port("SCIMLEDGER_METRICS_PORT", None),
             public_url=os.environ.get("SCIMLEDGER_PUBLIC_URL") or None,
             max_body_bytes=_int("SCIMLEDGER_MAX_BODY_BYTES", 1024 * 1024),
             default_rate_limit=_float("SCIMLEDGER_RATE_LIMIT", 50.0),

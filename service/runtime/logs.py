@@ -1,4 +1,6 @@
-"""structlog set-up: JSON lines when stdout is not a TTY, console output on a TTY.
+"""structlog set-up: every log line goes to stderr, always (the CLI's and the server's), so stdout
+carries only results (ids, secrets, tables) and the server's first-start banner; JSON lines when
+stderr is not a TTY, console output on a TTY.
 
 The request id and the caller are bound through contextvars by the request middleware, so every
 line logged while serving a request carries them.
@@ -142,9 +144,9 @@ def configure_logging(
     cache: bool = True,
 ) -> None:
     """Configure structlog and route the standard library's loggers (WARNING and above) through
-    the same processors. `stream` (default stdout) and `cache` are for tests, which configure
+    the same processors. `stream` (default stderr) and `cache` are for tests, which configure
     and then restore logging inside one process."""
-    out = stream or sys.stdout
+    out = stream or sys.stderr
     if json is None:
         json = not out.isatty()
     renderer: structlog.typing.Processor = (

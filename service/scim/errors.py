@@ -89,6 +89,10 @@ class NotFound(ScimError):
     status = 404
 
 
+class Gone(ScimError):
+    status = 410
+
+
 class Unauthorized(ScimError):
     status = 401
 

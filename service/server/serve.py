@@ -13,14 +13,17 @@ connections time out slow request heads and clients that stop reading (docs/secu
 from __future__ import annotations
 
 import asyncio
+import errno
 import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -30,8 +33,15 @@ from aiohttp import web
 from service.app import tenancy
 from service.http import metrics
 from service.http.app import create_app
-from service.runtime.config import LOOPBACK_NAMES, Settings
-from service.runtime.database import create_pool, migrate, resolve_dsn, unavailable
+from service.runtime.config import LOOPBACK_NAMES, InvalidSetting, Settings, SetupError
+from service.runtime.database import (
+    connect_failure,
+    create_pool,
+    migrate,
+    resolve_dsn,
+    unavailable,
+    where,
+)
 from service.runtime.logs import configure_logging
 
 log = structlog.get_logger("scimledger.serve")
@@ -82,6 +92,9 @@ def _bootstrap_when_reachable(dsn: str, settings: Settings) -> str | None:
                 return asyncio.run(bootstrap(dsn, settings))
             except Exception as e:
                 if not unavailable(e):
+                    refused = connect_failure(e, settings)  # a wrong password, no such database
+                    if refused is not None:
+                        raise refused from None
                     raise
                 log.warning("database.unavailable", during="bootstrap", error_type=type(e).__name__,
                             error=str(e)[:200], retry_in_s=delay)
@@ -108,17 +121,103 @@ def warn_about_hosts(settings: Settings) -> None:
     )
 
 
-def announce(settings: Settings, secret: str) -> None:
-    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+ISSUE_HINT = f"scimledger token issue --tenant {DEFAULT_TENANT} --label okta"
+TOKEN_FILE = "first-token"  # in the data dir, mode 0600, when stdout is not a terminal
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
+
+
+def local_url(settings: Settings) -> str:
+    """The address that works from this machine (never the wildcard 0.0.0.0)."""
+    host = settings.host
+    if host in WILDCARD_HOSTS:
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/scim/v2"
+
+
+def first_start_banner(settings: Settings, secret: str | None, token_file: Path | None) -> str:
+    """What the first start prints on stdout: the SCIM base URL an IdP can use (the public URL;
+    without one, what to set), and the secret (`secret`, for a terminal) or where it is."""
+    if settings.public_url:
+        scim_url = f"{settings.public_url.rstrip('/')}/scim/v2"
+    else:
+        scim_url = ("set SCIMLEDGER_PUBLIC_URL to the https address your IdP reaches; "
+                    "the SCIM base URL is then that address + /scim/v2")
+    if secret is not None:
+        token = f"{secret}  (shown only this once)"
+    elif token_file is not None:
+        token = f"written to {token_file} (mode 0600): read it once, then delete the file"
+    else:
+        token = "could not be saved (see the log); issue one with the command below"
     lines = [
         "",
-        "scimledger is set up. Paste these into your identity provider (Okta or Entra ID):",
-        f"  SCIM base URL:  {base}/scim/v2",
-        f"  Secret token:   {secret}",
-        "The token is shown only this once; issue more with `scimledger token issue`.",
+        f"scimledger is set up: tenant {DEFAULT_TENANT!r} with a scim token. For your identity provider "
+        "(Okta or Entra ID):",
+        f"  SCIM base URL:  {scim_url}",
+        f"  From this host: {local_url(settings)}",
+        f"  Secret token:   {token}",
+        f"Issue more tokens (one per IdP connection): {ISSUE_HINT}",
         "",
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
+
+
+def save_first_token(data_dir: Path, secret: str) -> Path | None:
+    """The secret into `data_dir/first-token`, readable by this user only; None (logged) when
+    that cannot be written (a read-only file system)."""
+    path = data_dir.expanduser().resolve() / TOKEN_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(secret + "\n")
+    except OSError as e:
+        log.warning("serve.first_token_unsaved", path=str(path), error=e.strerror, fix=ISSUE_HINT)
+        return None
+    log.info("serve.first_token_saved", path=str(path))
+    return path
+
+
+def announce(settings: Settings, secret: str) -> None:
+    """The first-start banner on stdout; the secret itself only when stdout is a terminal (in a
+    container or under a supervisor stdout is a log stream: the secret goes to a 0600 file)."""
+    if sys.stdout.isatty():
+        text = first_start_banner(settings, secret, None)
+    else:
+        text = first_start_banner(settings, None, save_first_token(settings.data_dir, secret))
+    print(text, flush=True)
+
+
+class ListenRefused(SetupError):
+    """The address to serve on cannot be used."""
+
+
+def _listen_problem(host: str, port: int, error: OSError) -> str:
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {host}:{port}: {host!r} is not an address of this machine; "
+                "use --host 127.0.0.1 (this machine only) or --host 0.0.0.0 (every interface)")
+    if error.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {host}:{port}: the address is already in use (another scimledger "
+                "serve?); stop that process, or choose another port with --port or SCIMLEDGER_PORT")
+    if error.errno == errno.EACCES:
+        return (f"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges); "
+                "use a port from 1024 up, such as --port 8080")
+    return f"cannot listen on {host}:{port}: {error.strerror or error}"
+
+
+def check_listen(host: str, port: int) -> None:
+    """Bind host:port once and let go, so that a busy port or a wrong host is one line before
+    the database is touched (the workers bind again; a race is caught by start_server)."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OSError as e:
+        raise ListenRefused(_listen_problem(host, port, e)) from None
 
 
 class GuardedRequestHandler(web.RequestHandler):
@@ -233,11 +332,18 @@ class GuardedAppRunner(web.AppRunner):
 
 
 async def start_server(app: web.Application, settings: Settings, *, reuse_port: bool = False) -> GuardedAppRunner:
-    """Start `app` on settings.host:port; `await runner.cleanup()` stops it gracefully."""
+    """Start `app` on settings.host:port, and on settings.metrics_port when set (the same app:
+    service/http/metrics.py answers only /metrics there, and 404 for /metrics on the SCIM port);
+    `await runner.cleanup()` stops it gracefully."""
     runner = GuardedAppRunner(app, settings, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
+    ports = [settings.port] + ([settings.metrics_port] if settings.metrics_port else [])
     try:
-        await web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None).start()
+        for port in ports:
+            try:
+                await web.TCPSite(runner, settings.host, port, reuse_port=reuse_port or None).start()
+            except OSError as e:
+                raise ListenRefused(_listen_problem(settings.host, port, e)) from None
     except BaseException:
         await runner.cleanup()
         raise
@@ -262,7 +368,13 @@ def _run_worker(settings: Settings, dsn: str, reuse_port: bool, parent: int | No
     if parent is not None:
         app.on_startup.append(lambda app: _watch_parent(app, parent))
     app.on_startup.append(_dump_tasks_on_sigusr1)
-    asyncio.run(_serve_until_signalled(app, settings, reuse_port))
+    try:
+        asyncio.run(_serve_until_signalled(app, settings, reuse_port))
+    except ListenRefused as e:
+        if parent is None:
+            raise  # the `serve` process itself: main prints the line
+        log.error("serve.listen_refused", error=str(e))
+        sys.exit(1)
 
 
 async def _watch_parent(app: web.Application, parent: int) -> None:
@@ -322,6 +434,12 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     finishes its in-flight requests (up to SHUTDOWN_TIMEOUT_S), stops its followers and closes
     its pool. If a worker dies on its own, the others are stopped and serve exits 1, so the
     supervisor (systemd, Kubernetes) restarts the whole thing."""
+    check_listen(settings.host, settings.port)
+    if settings.metrics_port is not None:
+        if settings.metrics_port == settings.port:
+            raise InvalidSetting(f"SCIMLEDGER_METRICS_PORT must differ from the SCIM port ({settings.port})")
+        check_listen(settings.host, settings.metrics_port)
+    log.info("serve.database", database=where(settings))
     dsn = resolve_dsn(settings)
     try:
         secret = _bootstrap_when_reachable(dsn, settings)
@@ -331,7 +449,8 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     if secret:
         announce(settings, secret)
     warn_about_hosts(settings)
-    log.info("serve.start", host=settings.host, port=settings.port, workers=workers)
+    log.info("serve.start", host=settings.host, port=settings.port, metrics_port=settings.metrics_port,
+             workers=workers)
     if workers <= 1:
         _run_worker(settings, dsn, reuse_port=False)
         log.info("serve.stopped", workers=1)

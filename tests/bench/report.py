@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from tests.bench.load import PhaseResult
 
@@ -13,6 +13,14 @@ RATIO_TARGETS = {
     "PATCH deactivate": 5.0,
     "GET by id": 5.0,
     "list page of 100": 20.0,
+}
+# issue 18: ours / the durable floor (tests/bench/floor.py) in the same run
+FLOOR_TARGETS = {
+    "create": 0.8,
+    "lookup userName eq": 0.8,
+    "PATCH deactivate": 0.8,
+    "GET by id": 0.8,
+    "list page of 100": 0.8,
 }
 # issue 8: absolute goals on the 2-core machine (req/s, p99 ms)
 ABSOLUTE_TARGETS = {"create": (1500.0, 50.0), "lookup userName eq": (3000.0, 50.0)}
@@ -33,20 +41,24 @@ def phase_table(title: str, results: Sequence[PhaseResult], extra_rss: dict[str,
                   "|---|---:|---:|---:|---:|---:|---:|", rows)
 
 
-def ratio_table(ours_name: str, ours: Sequence[PhaseResult], peer: Sequence[PhaseResult]) -> str:
+def ratio_table(
+    ours_name: str, ours: Sequence[PhaseResult], peer: Sequence[PhaseResult], *,
+    against: str = "scim2-server", targets: Mapping[str, float] = RATIO_TARGETS, digits: int = 1,
+) -> str:
+    """Ours as a ratio of another server's rate, phase by phase, against `targets`."""
     by_name = {r.name: r for r in peer}
     rows = []
     for r in ours:
         p = by_name[r.name]
         ratio = r.rate / p.rate if p.rate else float("inf")
-        target = RATIO_TARGETS.get(r.name)
+        target = targets.get(r.name)
         met = "-" if target is None else ("yes" if ratio >= target else "no")
         rows.append(
-            f"| {r.name} | {r.rate:,.0f} | {p.rate:,.0f} | {ratio:.1f}x | "
+            f"| {r.name} | {r.rate:,.0f} | {p.rate:,.0f} | {ratio:.{digits}f}x | "
             f"{'-' if target is None else f'{target:g}x'} | {met} | {r.p99:.1f} | {p.p99:.1f} |"
         )
-    return _table(f"{ours_name} / scim2-server",
-                  "| phase | ours req/s | peer req/s | ratio | target | met | ours p99 ms | peer p99 ms |",
+    return _table(f"{ours_name} / {against}",
+                  f"| phase | ours req/s | {against} req/s | ratio | target | met | ours p99 ms | {against} p99 ms |",
                   "|---|---:|---:|---:|---:|---|---:|---:|", rows)
 
 

@@ -1,7 +1,8 @@
-"""The two servers of the benchmark, each a subprocess on its own loopback port.
+"""The servers of the benchmark, each a subprocess on its own loopback port.
 
 - ours: `scimledger serve` on an embedded PostgreSQL in a temp dir (fsync on, the default), with
   one tenant whose rate limit is out of the way (the limiter itself still runs on every request);
+- the floor: tests/bench/floor.py on the same database (one SQL statement per request);
 - the peer: `scim2-server` (python-scim, in memory), its own CLI with a bearer token.
 """
 
@@ -126,6 +127,24 @@ def ours(db: Database, secret: str, *, workers: int = 1, followers: bool = True)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
         yield Server(f"scimledger (workers={workers})", f"http://127.0.0.1:{port}/scim/v2", auth_headers(secret), process)
+    finally:
+        _stop(process)
+        log.close()
+
+
+@contextmanager
+def floor(db: Database) -> Iterator[Server]:
+    """The durable floor (tests/bench/floor.py) on the same database: one process, one statement
+    per request."""
+    port = free_port()
+    log = open(db.data_dir / f"floor-{port}.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.floor", "--dsn", db.dsn, "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        yield Server("durable floor", f"http://127.0.0.1:{port}", {"Content-Type": "application/scim+json"}, process)
     finally:
         _stop(process)
         log.close()

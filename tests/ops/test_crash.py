@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import time
@@ -26,16 +25,11 @@ from tests.support import (
     caught_up,
     cli,
     env_for,
+    first_token,
     free_port,
-    read_until,
     serve,
     wait_http,
 )
-
-
-def _secret(proc: subprocess.Popen[str]) -> str:
-    out = "".join(read_until(proc, r"Secret token:", timeout=60))
-    return re.search(r"Secret token:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
 
 
 def _kill_postgres(data_dir: Path) -> int:
@@ -58,7 +52,7 @@ async def test_sigkill_service_and_postgres_under_write_load(tmp_path: Path) -> 
     base = f"http://127.0.0.1:{port}"
     proc = serve(env, port)
     try:
-        secret = await asyncio.to_thread(_secret, proc)
+        secret = await asyncio.to_thread(first_token, proc, data_dir)
         await asyncio.to_thread(wait_http, f"{base}/healthz")
         headers = auth_headers(secret)
         ack = Acknowledged()

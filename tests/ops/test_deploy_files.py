@@ -32,10 +32,6 @@ YAML_FILES = sorted([*DEPLOY.glob("*.yaml"), *K8S.rglob("*.yaml")])
 KUSTOMIZATIONS = sorted(K8S.rglob("kustomization.yaml"))
 NAMESPACE = "scimledger"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-# Settings the manifests use before the service has them; remove a name once config reads it.
-PENDING_SETTINGS = {
-    "SCIMLEDGER_METRICS_PORT",  # /metrics on its own listener (port 9090 in containers)
-}
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -96,10 +92,10 @@ def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def config_variables() -> set[str]:
-    config = ROOT / "service" / "runtime" / "config.py"
-    if not config.exists():
-        config = ROOT / "service" / "config.py"
-    return set(re.findall(r'"(SCIMLEDGER_[A-Z_]+)"', config.read_text()))
+    """The settings the service reads: config.py, and datadir.py for SCIMLEDGER_DATA_DIR."""
+    runtime = ROOT / "service" / "runtime"
+    text = "".join((runtime / name).read_text() for name in ("config.py", "datadir.py"))
+    return set(re.findall(r'"(SCIMLEDGER_[A-Z_]+)"', text))
 
 
 def test_there_are_yaml_files_and_they_all_parse() -> None:
@@ -272,7 +268,7 @@ def test_network_policy_admits_the_scim_port_and_metrics_from_monitoring_only() 
 @pytest.mark.parametrize("path", [*YAML_FILES, DEPLOY / "Dockerfile"], ids=lambda p: p.relative_to(DEPLOY).as_posix())
 def test_every_scimledger_variable_exists_in_config(path: Path) -> None:
     names = set(re.findall(r"\b(SCIMLEDGER_[A-Z_]+)\b", path.read_text()))
-    unknown = names - config_variables() - PENDING_SETTINGS
+    unknown = names - config_variables()
     assert not unknown, unknown
 
 

@@ -175,6 +175,8 @@ def test_fold_decoder_agrees_with_decode_event() -> None:
     samples = [*USER_EVENTS, GROUP_CREATED, MEMBERS_ADDED.replace("__M__", '["a"]'),
                MEMBERS_REMOVED.replace("__M__", '["a"]'),
                '{"type": "user.deleted", "user_name": "x", "groups": ["g"]}',
+               '{"type": "user.erased", "reason": "ticket 7"}',
+               '{"type": "log.sealed", "events_sealed": 3, "subjects": 1}',
                '{"type": "group.updated", "set": {"displayName": "y"}}',
                '{"type": "group.deleted", "display_name": "y"}']
     seen = set()

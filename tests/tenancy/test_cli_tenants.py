@@ -32,7 +32,7 @@ async def test_tenant_create_update_and_list(dsn: str, pool: asyncpg.Pool) -> No
     listing = (await run("tenant", "list", dsn=dsn)).stdout.splitlines()
     assert listing[0].split()[:4] == ["name", "id", "seats", "active"]
     [acme] = [line for line in listing if line.startswith("acme ")]
-    assert acme.split() == ["acme", str(tenant_id), "unlimited", "0", "7.5"]
+    assert acme.split() == ["acme", str(tenant_id), "unlimited", "0", "7.5", "enabled"]
     [other] = [line for line in listing if line.startswith("other ")]
     assert "(default)" in other
     async with pool.acquire() as conn:

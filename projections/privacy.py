@@ -1,0 +1,143 @@
+"""Sealing a subject's personal data before append, opening it after read (docs/privacy.md).
+
+The vocabulary says what is personal (projections/domain/personal.py); the event store holds the
+keys and the ciphers (eventstore/shredding.py). Here the two meet: `seal_events` turns the
+payloads of a write into their stored form (the part that may stay in clear, plus one `sealed`
+token: the whole payload encrypted, bound to the event's identity), and `open_records` /
+`open_data` give readers the payload as written, or, once the subject's key is destroyed, the
+payload of an erased subject (`personal.erased`: `erased: true`, no personal data).
+
+Who opens: the followers that read payloads (the runner, except the seal chain, which hashes
+the stored bytes), the audit queries and exports, as-of, the rebuilds. Nothing caches a data key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from eventstore import shredding
+from eventstore.store import NewEvent, RecordedEvent
+from projections.domain import personal
+from projections.domain.events import AnyEvent, decode_event_json
+
+SEALED = "sealed"
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+class TamperedPayload(Exception):
+    """A sealed payload that does not open under its stream's key and its own identity: moved
+    from another event, or altered."""
+
+
+def seal_events(
+    events: Sequence[NewEvent], tenant_id: uuid.UUID, stream_id: uuid.UUID, first_version: int, key: bytes
+) -> list[NewEvent]:
+    """The stored form of a write's payloads, versions from `first_version`."""
+    out = []
+    for version, event in enumerate(events, start=first_version):
+        data = dict(event.data)
+        clear, secret = personal.split(data)
+        if secret is None:
+            out.append(event)
+            continue
+        aad = shredding.associated_data(tenant_id, stream_id, version, event.type)
+        out.append(NewEvent(event.type, {**clear, SEALED: shredding.seal(_encode(data), key, aad)}))
+    return out
+
+
+def is_sealed(data: dict[str, Any]) -> bool:
+    return SEALED in data
+
+
+def open_data(
+    data: dict[str, Any], tenant_id: uuid.UUID, stream_id: uuid.UUID, version: int, keys: shredding.Keys
+) -> dict[str, Any]:
+    """The payload as written; the erased form when the stream's key is destroyed (or absent)."""
+    token = data.get(SEALED)
+    if token is None:
+        return data
+    key = keys.get((tenant_id, stream_id))
+    if key is None:
+        return personal.erased({k: v for k, v in data.items() if k != SEALED})
+    opened: dict[str, Any] = _decode(_open(str(token), key, tenant_id, stream_id, version, str(data.get("type"))))
+    return opened
+
+
+def _open(token: str, key: bytes | AESGCM, tenant_id: uuid.UUID, stream_id: uuid.UUID, version: int, event_type: str) -> bytes:
+    aad = shredding.associated_data(tenant_id, stream_id, version, event_type)
+    try:
+        return shredding.open_sealed(token, key, aad)
+    except (InvalidTag, ValueError) as e:
+        raise TamperedPayload(f"event {version} of stream {stream_id} does not open under its key") from e
+
+
+async def open_records(conn: asyncpg.Connection, records: list[RecordedEvent]) -> list[RecordedEvent]:
+    """`records` with their payloads opened (one statement for the keys, none if nothing is sealed)."""
+    wanted = {(r.tenant_id, r.stream_id) for r in records if SEALED in r.data}
+    if not wanted:
+        return records
+    keys = await shredding.keys_for(conn, wanted)
+    return [
+        dataclasses.replace(r, data=open_data(r.data, r.tenant_id, r.stream_id, r.version, keys))
+        if SEALED in r.data else r
+        for r in records
+    ]
+
+
+async def open_rows(
+    conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], *, tenant_id: uuid.UUID,
+    stream: str = "stream_id", version: str = "version", data: str = "data",
+) -> list[dict[str, Any] | None]:
+    """The opened payloads of rows that carry one tenant's events (a follower table joined with
+    the log): None where the row has no event."""
+    wanted = {(tenant_id, r[stream]) for r in rows if isinstance(r[data], dict) and SEALED in r[data]}
+    keys = await shredding.keys_for(conn, wanted) if wanted else {}
+    return [
+        None if r[data] is None else open_data(r[data], tenant_id, r[stream], r[version], keys)
+        for r in rows
+    ]
+
+
+_MARK = f'"{SEALED}"'
+
+
+class _Envelope(msgspec.Struct):
+    """What a rebuild needs of a stored payload to open it (msgspec skips the other fields)."""
+
+    type: str
+    sealed: str | None = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope).decode
+
+
+def decode_stored(
+    raw: str, tenant_id: uuid.UUID, stream_id: uuid.UUID, version: int, keys: shredding.Keys,
+    ciphers: dict[tuple[uuid.UUID, uuid.UUID], AESGCM] | None = None,
+) -> AnyEvent:
+    """A stored payload's JSON text as its event, opened (a rebuild's fold): typed decoders all
+    the way (the envelope, then the decrypted payload), as a rebuild decodes every event.
+    `ciphers`: the caller's cache of each stream's cipher, for one rebuild."""
+    if _MARK not in raw:
+        return decode_event_json(raw)
+    envelope = _envelope(raw)
+    if envelope.sealed is None:
+        return decode_event_json(raw)
+    pair = (tenant_id, stream_id)
+    key = keys.get(pair)
+    if key is None:
+        return decode_event_json(_encode(open_data(_decode(raw), tenant_id, stream_id, version, keys)))
+    cipher: bytes | AESGCM = key
+    if ciphers is not None:
+        cipher = ciphers.get(pair) or ciphers.setdefault(pair, AESGCM(key))
+    return decode_event_json(_open(envelope.sealed, cipher, tenant_id, stream_id, version, envelope.type))
