@@ -25,19 +25,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from projections.domain.events import (
-    AnyEvent,
-    GroupCreated,
-    GroupDeleted,
-    GroupMembersAdded,
-    GroupMembersRemoved,
-    GroupUpdated,
-    UserCreated,
-    UserDeactivated,
-    UserDeleted,
-    UserReactivated,
-    UserUpdated,
-)
+from projections.domain import events as ev
 
 PROV, CAEP = "prov", "caep"  # what a stream may want
 EVENT_FAMILIES = (PROV, CAEP)
@@ -85,18 +73,18 @@ def _changes(set_: dict[str, Any], removed: list[str]) -> list[dict[str, Any]]:
 
 
 def scim_events(
-    event: AnyEvent, *, resource_id: uuid.UUID, version: int, method: str | None, form: str,
+    event: ev.AnyEvent, *, resource_id: uuid.UUID, version: int, method: str | None, form: str,
     resource: dict[str, Any] | None,
 ) -> dict[str, dict[str, Any]]:
     """The RFC 9967 `events` claim of one event (empty: the event has no SCIM counterpart).
     `resource` is the resource after the event when the caller knows it (a put:full's data)."""
     etag = f'W/"{version}"'
     full = form == FULL
-    if isinstance(event, UserCreated | GroupCreated):
+    if isinstance(event, ev.UserCreated | ev.GroupCreated):
         if full:
             return {CREATE_FULL: {"version": etag, "data": {**event.resource, "id": str(resource_id)}}}
         return {CREATE_NOTICE: {"version": etag, "attributes": sorted({*event.resource, "id"})}}
-    if isinstance(event, UserUpdated | GroupUpdated):
+    if isinstance(event, ev.UserUpdated | ev.GroupUpdated):
         changed = sorted({*event.set, *event.removed})
         if (method or "").upper() == "PUT":
             if full:
@@ -106,28 +94,28 @@ def scim_events(
         if full:
             return {PATCH_FULL: {"version": etag, "data": _patch_op(_changes(event.set, event.removed))}}
         return {PATCH_NOTICE: {"version": etag, "attributes": changed}}
-    if isinstance(event, GroupMembersAdded | GroupMembersRemoved):
+    if isinstance(event, ev.GroupMembersAdded | ev.GroupMembersRemoved):
         if not event.members:
             return {}  # only skipped ids (service/app/groups.py): no change to tell
         if full:
-            op = "add" if isinstance(event, GroupMembersAdded) else "remove"
+            op = "add" if isinstance(event, ev.GroupMembersAdded) else "remove"
             operation = {"op": op, "path": "members", "value": [{"value": m} for m in event.members]}
             return {PATCH_FULL: {"version": etag, "data": _patch_op([operation])}}
         return {PATCH_NOTICE: {"version": etag, "attributes": ["members"]}}
-    if isinstance(event, UserDeactivated):
+    if isinstance(event, ev.UserDeactivated):
         return {DEACTIVATE: {}}
-    if isinstance(event, UserReactivated):
+    if isinstance(event, ev.UserReactivated):
         return {ACTIVATE: {}}
-    if isinstance(event, UserDeleted | GroupDeleted):
+    if isinstance(event, ev.UserDeleted | ev.GroupDeleted):
         return {DELETE: {}}
     return {}
 
 
-def session_revoked(event: AnyEvent, recorded_at: dt.datetime) -> dict[str, dict[str, Any]]:
+def session_revoked(event: ev.AnyEvent, recorded_at: dt.datetime) -> dict[str, dict[str, Any]]:
     """The CAEP `events` claim for a deactivation or deletion (empty for anything else)."""
-    if not isinstance(event, UserDeactivated | UserDeleted):
+    if not isinstance(event, ev.UserDeactivated | ev.UserDeleted):
         return {}
-    reason = "deactivated" if isinstance(event, UserDeactivated) else "deleted"
+    reason = "deactivated" if isinstance(event, ev.UserDeactivated) else "deleted"
     return {SESSION_REVOKED: {
         "event_timestamp": int(recorded_at.timestamp()),
         "initiating_entity": "admin",
@@ -136,7 +124,7 @@ def session_revoked(event: AnyEvent, recorded_at: dt.datetime) -> dict[str, dict
 
 
 def set_claims(
-    event: AnyEvent, *, stream_type: str, resource_id: uuid.UUID, version: int, recorded_at: dt.datetime,
+    event: ev.AnyEvent, *, stream_type: str, resource_id: uuid.UUID, version: int, recorded_at: dt.datetime,
     txn: str, method: str | None, form: str, families: frozenset[str] | set[str],
     resource: dict[str, Any] | None, external_id: Any,
 ) -> list[tuple[int, dict[str, Any]]]:

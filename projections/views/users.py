@@ -5,7 +5,7 @@ the new row is the fold of the events over the current row with projections.doma
 the same fold a rebuild uses, so a rebuild yields the same rows.
 
 Payloads are sealed under the subject's data key before append (projections/privacy.py): a
-write is given the key (`get_for_write` reads it with the row, in the same statement), and a
+write is given the key (`get_with_groups` reads it with the row, in the same statement), and a
 subject's first write makes one and stores it in the append's statement.
 """
 
@@ -129,42 +129,29 @@ _GROUPS_OF_ROW = """(SELECT coalesce(jsonb_agg(jsonb_build_array(g.id, g.display
     WHERE m.tenant_id = u.tenant_id AND m.member_id = u.id)"""
 
 
-async def get_with_groups(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID
-) -> tuple[UserRow, Groups] | None:
-    """The row and its groups (id, displayName) in one statement: a GET is one round trip."""
-    record = await conn.fetchrow(
-        f"""SELECT {qualified("u", _COLUMNS)}, {_GROUPS_OF_ROW} AS groups
-            FROM users u WHERE u.tenant_id = $1 AND u.id = $2""",
-        tenant_id, user_id,
-    )
-    if record is None:
-        return None
-    values = dict(record.items())
-    groups = [(uuid.UUID(gid), name) for gid, name in values.pop("groups")]
-    return UserRow(**values), groups
-
-
 _KEY_OF_ROW = """(SELECT k.kek_id FROM stream_keys k WHERE k.tenant_id = u.tenant_id AND k.stream_id = u.id) AS kek_id,
     (SELECT k.wrapped FROM stream_keys k WHERE k.tenant_id = u.tenant_id AND k.stream_id = u.id) AS wrapped"""
+_GET = f"""SELECT {qualified("u", _COLUMNS)}, {_GROUPS_OF_ROW} AS groups
+    FROM users u WHERE u.tenant_id = $1 AND u.id = $2"""
+_GET_FOR_WRITE = f"""SELECT {qualified("u", _COLUMNS)}, {_GROUPS_OF_ROW} AS groups, {_KEY_OF_ROW}
+    FROM users u WHERE u.tenant_id = $1 AND u.id = $2"""
 
 
-async def get_for_write(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID
+async def get_with_groups(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, *, with_key: bool = False
 ) -> tuple[UserRow, Groups, bytes | None] | None:
-    """What a write decides from, in one statement: the row, its groups and the subject's data
-    key (None when it has none yet)."""
-    record = await conn.fetchrow(
-        f"""SELECT {qualified("u", _COLUMNS)}, {_GROUPS_OF_ROW} AS groups, {_KEY_OF_ROW}
-            FROM users u WHERE u.tenant_id = $1 AND u.id = $2""",
-        tenant_id, user_id,
-    )
+    """The row and its groups (id, displayName) in one statement: a GET is one round trip.
+    `with_key` (what a write decides from): the subject's data key too, in the same statement
+    (None when it has none yet, as it is when not asked for)."""
+    record = await conn.fetchrow(_GET_FOR_WRITE if with_key else _GET, tenant_id, user_id)
     if record is None:
         return None
     values = dict(record.items())
     groups = [(uuid.UUID(gid), name) for gid, name in values.pop("groups")]
-    kek_id, wrapped = values.pop("kek_id"), values.pop("wrapped")
-    key = None if wrapped is None else shredding.unwrap(shredding.WrappedKey(kek_id, bytes(wrapped)))
+    key = None
+    if with_key:
+        kek_id, wrapped = values.pop("kek_id"), values.pop("wrapped")
+        key = None if wrapped is None else shredding.unwrap(shredding.WrappedKey(kek_id, bytes(wrapped)))
     return UserRow(**values), groups, key
 
 

@@ -106,19 +106,11 @@ async def create_user(conn: asyncpg.Connection, tenant: Tenant, body: dict[str, 
     return await _write(conn, tenant, uuid.uuid4(), None, events, actor, None)
 
 
-async def get_user(conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str) -> UserState:
-    """The user and its groups (one statement), or ResourceNotFound."""
+async def get_user(conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str, *, for_write: bool = False) -> UserState:
+    """The user and its groups (one statement), with the subject's data key `for_write`; or
+    ResourceNotFound."""
     user_id = parse_id(raw_id)
-    found = await users_view.get_with_groups(conn, tenant_id, user_id) if user_id else None
-    if found is None:
-        raise ResourceNotFound(f"User {raw_id} not found")
-    return UserState(*found)
-
-
-async def _get_for_write(conn: asyncpg.Connection, tenant_id: uuid.UUID, raw_id: str) -> UserState:
-    """`get_user` with the subject's data key, one statement."""
-    user_id = parse_id(raw_id)
-    found = await users_view.get_for_write(conn, tenant_id, user_id) if user_id else None
+    found = await users_view.get_with_groups(conn, tenant_id, user_id, with_key=for_write) if user_id else None
     if found is None:
         raise ResourceNotFound(f"User {raw_id} not found")
     return UserState(*found)
@@ -148,7 +140,7 @@ async def _update(conn: asyncpg.Connection, target: Target, change: Change) -> U
     change when the client sent no If-Match."""
 
     async def attempt() -> UserState:
-        current = await _get_for_write(conn, target.tenant.id, target.raw_id)
+        current = await get_user(conn, target.tenant.id, target.raw_id, for_write=True)
         check_version(target.if_match, current.row.version)
         new, password_set = change(current.row.resource)
         events = decide.update_user(current.row.resource, new, password_set=password_set)
@@ -222,7 +214,7 @@ async def delete_user(conn: asyncpg.Connection, target: Target) -> None:
 
     async def attempt() -> None:
         async with conn.transaction():
-            current = await _get_for_write(conn, target.tenant.id, target.raw_id)
+            current = await get_user(conn, target.tenant.id, target.raw_id, for_write=True)
             check_version(target.if_match, current.row.version)
             group_ids = await group_cases.remove_member_everywhere(conn, target.tenant.id, current.row.id, metadata)
             event = decide.delete_user(current.row.resource, [str(g) for g in group_ids])

@@ -33,11 +33,37 @@ from projections.followers.audit import (
 from projections.followers.seal import SealProjection
 from service.app import audit, tenancy
 from service.cli.context import Context
-from service.cli.options import tenant_option
+from service.cli.options import command, commands
 from service.cli.output import err, printable
 from service.scim.render import render_group_with_members, render_user
 
 _encode = msgspec.json.Encoder().encode
+
+
+def register(sub: Any) -> None:
+    cmds = commands(sub, "audit", "the audit trail: events, history, state as of, verify")
+
+    events = command(cmds, "events", run=cmd_events, tenant=True,
+                     help="search the audit trail (all matching events, in order)")
+    events.add_argument("--type", default=None, help="event types, comma-separated (user.deactivated,...)")
+    events.add_argument("--target", default=None, help="an id, userName or displayName (past ones too)")
+    events.add_argument("--actor", default=None, help="a token label or token id")
+    events.add_argument("--since", default=None, help="ISO-8601, inclusive")
+    events.add_argument("--until", default=None, help="ISO-8601, exclusive")
+    events.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+
+    history = command(cmds, "history", help="a user's (or group's) whole story", run=cmd_history, tenant=True)
+    history.add_argument("user", metavar="USER", help="id or userName (deleted and renamed users too)")
+    history.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+
+    state = command(cmds, "state", run=cmd_state, tenant=True,
+                    help="a user (or group) exactly as it was at a moment")
+    state.add_argument("user", metavar="USER", help="id or userName")
+    state.add_argument("--as-of", required=True, help="ISO-8601 date-time (UTC unless an offset is given)")
+
+    verify = command(cmds, "verify", run=cmd_verify, tenant=True,
+                     help="recompute the tenant's seal chain; exit 1 on a break")
+    verify.add_argument("--format", choices=("text", "json"), default="text")
 
 
 async def _bring_up_to_date(conn: asyncpg.Connection, projection: runner.Projection) -> None:
@@ -154,35 +180,3 @@ async def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
         return 1
     err(f"ok: {report.sealed} events sealed, {report.unsealed} not sealed yet; {head}")
     return 0
-
-
-def register(sub: Any) -> None:
-    parser = sub.add_parser("audit", help="the audit trail: events, history, state as of, verify")
-    cmds = parser.add_subparsers(dest="audit", required=True)
-
-    events = cmds.add_parser("events", help="search the audit trail (all matching events, in order)")
-    tenant_option(events)
-    events.add_argument("--type", default=None, help="event types, comma-separated (user.deactivated,...)")
-    events.add_argument("--target", default=None, help="an id, userName or displayName (past ones too)")
-    events.add_argument("--actor", default=None, help="a token label or token id")
-    events.add_argument("--since", default=None, help="ISO-8601, inclusive")
-    events.add_argument("--until", default=None, help="ISO-8601, exclusive")
-    events.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
-    events.set_defaults(run=cmd_events)
-
-    history = cmds.add_parser("history", help="a user's (or group's) whole story")
-    tenant_option(history)
-    history.add_argument("user", metavar="USER", help="id or userName (deleted and renamed users too)")
-    history.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
-    history.set_defaults(run=cmd_history)
-
-    state = cmds.add_parser("state", help="a user (or group) exactly as it was at a moment")
-    tenant_option(state)
-    state.add_argument("user", metavar="USER", help="id or userName")
-    state.add_argument("--as-of", required=True, help="ISO-8601 date-time (UTC unless an offset is given)")
-    state.set_defaults(run=cmd_state)
-
-    verify = cmds.add_parser("verify", help="recompute the tenant's seal chain; exit 1 on a break")
-    tenant_option(verify)
-    verify.add_argument("--format", choices=("text", "json"), default="text")
-    verify.set_defaults(run=cmd_verify)

@@ -25,8 +25,44 @@ from service.app import oauth, tenancy
 from service.app.jwks import JwksUnavailable, parse_key_set
 from service.app.principal import SCOPES
 from service.cli.context import Context
-from service.cli.options import label_arg, tenant_option
+from service.cli.options import command, commands, label_arg
 from service.cli.output import err
+
+
+def register(sub: Any) -> None:
+    client = commands(sub, "client", "manage OAuth 2.0 clients (client credentials, federation)")
+    create = command(client, "create", run=cmd_create, tenant=True,
+                     help="a client with a secret; prints its id, then the secret")
+    create.add_argument("--label", required=True, type=label_arg, help="names the actor in the audit trail (entra-prod)")
+    create.add_argument("--scope", choices=SCOPES, default="scim")
+    create.add_argument("--secret-days", type=int, default=None,
+                        help=f"lifetime of the secret (default {oauth.DEFAULT_SECRET_DAYS}, at most {oauth.MAX_SECRET_DAYS})")
+
+    secret = client.add_parser("secret", help="a client's secrets").add_subparsers(dest="secret", required=True)
+    add = command(secret, "add", help="another active secret (rotation); prints it alone", run=cmd_secret_add)
+    add.add_argument("client_id", metavar="CLIENT_ID", type=client_id_arg)
+    add.add_argument("--secret-days", type=int, default=None)
+    revoke_secret = command(secret, "revoke", run=cmd_secret_revoke,
+                            help="refuse a secret and its access tokens")
+    revoke_secret.add_argument("client_id", metavar="CLIENT_ID", type=client_id_arg)
+    revoke_secret.add_argument("secret_id", metavar="SECRET_ID", type=client_id_arg)
+
+    revoke = command(client, "revoke", help="refuse the client and its access tokens at once", run=cmd_revoke)
+    revoke.add_argument("client_id", metavar="CLIENT_ID", type=client_id_arg)
+
+    command(client, "list", help="a tenant's clients (never a secret)", run=cmd_list, tenant=True)
+
+    federate = command(client, "federate", run=cmd_federate, tenant=True,
+                       help="a client authenticated by a trusted issuer's JWTs; prints its id")
+    federate.add_argument("--label", required=True, type=label_arg)
+    federate.add_argument("--issuer", required=True, help="the `iss` of the client's assertions")
+    federate.add_argument("--subject", required=True, help="the `sub` of the client's assertions")
+    keys = federate.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks-url", default=None, help="the issuer's JWKS (https; fetched and cached)")
+    keys.add_argument("--jwks-file", type=jwks_file_arg, default=None, help="a JWKS file, stored with the client")
+    federate.add_argument("--scope", choices=SCOPES, default="scim")
+    federate.add_argument("--audience", default=None,
+                          help="an `aud` the issuer's assertions carry besides this token endpoint (Entra: api://<app id>)")
 
 
 def client_id_arg(raw: str) -> uuid.UUID:
@@ -110,46 +146,3 @@ async def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
             detail = "; ".join(parts) or "-"
         print(f"{c.id!s:36}  {c.label:16}  {c.scope:5}  {c.kind:9}  {state:8}  {detail}")
     return 0
-
-
-def register(sub: Any) -> None:
-    group = sub.add_parser("client", help="manage OAuth 2.0 clients (client credentials, federation)")
-    client = group.add_subparsers(dest="client", required=True)
-    create = client.add_parser("create", help="a client with a secret; prints its id, then the secret")
-    tenant_option(create)
-    create.add_argument("--label", required=True, type=label_arg, help="names the actor in the audit trail (entra-prod)")
-    create.add_argument("--scope", choices=SCOPES, default="scim")
-    create.add_argument("--secret-days", type=int, default=None,
-                        help=f"lifetime of the secret (default {oauth.DEFAULT_SECRET_DAYS}, at most {oauth.MAX_SECRET_DAYS})")
-    create.set_defaults(run=cmd_create)
-
-    secret = client.add_parser("secret", help="a client's secrets").add_subparsers(dest="secret", required=True)
-    add = secret.add_parser("add", help="another active secret (rotation); prints it alone")
-    add.add_argument("client_id", metavar="CLIENT_ID", type=client_id_arg)
-    add.add_argument("--secret-days", type=int, default=None)
-    add.set_defaults(run=cmd_secret_add)
-    revoke_secret = secret.add_parser("revoke", help="refuse a secret and its access tokens")
-    revoke_secret.add_argument("client_id", metavar="CLIENT_ID", type=client_id_arg)
-    revoke_secret.add_argument("secret_id", metavar="SECRET_ID", type=client_id_arg)
-    revoke_secret.set_defaults(run=cmd_secret_revoke)
-
-    revoke = client.add_parser("revoke", help="refuse the client and its access tokens at once")
-    revoke.add_argument("client_id", metavar="CLIENT_ID", type=client_id_arg)
-    revoke.set_defaults(run=cmd_revoke)
-
-    listing = client.add_parser("list", help="a tenant's clients (never a secret)")
-    tenant_option(listing)
-    listing.set_defaults(run=cmd_list)
-
-    federate = client.add_parser("federate", help="a client authenticated by a trusted issuer's JWTs; prints its id")
-    tenant_option(federate)
-    federate.add_argument("--label", required=True, type=label_arg)
-    federate.add_argument("--issuer", required=True, help="the `iss` of the client's assertions")
-    federate.add_argument("--subject", required=True, help="the `sub` of the client's assertions")
-    keys = federate.add_mutually_exclusive_group(required=True)
-    keys.add_argument("--jwks-url", default=None, help="the issuer's JWKS (https; fetched and cached)")
-    keys.add_argument("--jwks-file", type=jwks_file_arg, default=None, help="a JWKS file, stored with the client")
-    federate.add_argument("--scope", choices=SCOPES, default="scim")
-    federate.add_argument("--audience", default=None,
-                          help="an `aud` the issuer's assertions carry besides this token endpoint (Entra: api://<app id>)")
-    federate.set_defaults(run=cmd_federate)

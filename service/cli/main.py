@@ -20,6 +20,7 @@ from service.app import tenancy
 from service.cli import audit, clients, privacy, projections, streams, tenants, users
 from service.cli.context import CREATING_COMMANDS, Context, open_pool
 from service.cli.errors import message_and_code, suggest_tenant
+from service.cli.options import commands
 from service.cli.output import err
 from service.runtime.config import Settings, SetupError
 from service.runtime.database import resolve_dsn, where
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         run=cmd_migrate
     )
 
-    db = sub.add_parser("db", help="database helpers").add_subparsers(dest="db", required=True)
+    db = commands(sub, "db", "database helpers")
     db.add_parser("dsn", help="print the DSN in use (for psql)").set_defaults(sync=cmd_db_dsn)
 
     # each area registers its own commands (service/cli/*.py)

@@ -11,10 +11,23 @@ from typing import Any
 from eventstore import shredding
 from service.app import log_sealing
 from service.cli.context import Context
+from service.cli.options import commands
 from service.cli.output import err
 from service.runtime.keys import master_key_path, previous_path
 
 ROTATION_PAUSE_S = 2.0  # running servers notice a new master key file within a second
+
+
+def register(sub: Any) -> None:
+    log = commands(sub, "log", "maintenance of the event log")
+    log.add_parser("seal", help="seal personal data written in clear before this version (serve stopped); "
+                   "prints how many events were sealed").set_defaults(run=cmd_log_seal)
+    keys = sub.add_parser("keys", help="the master key that wraps every subject's key").add_subparsers(
+        dest="keys", required=True)
+    keys.add_parser("status", help="subject keys per master key").set_defaults(run=cmd_keys_status)
+    rotate = keys.add_parser("rotate", help="a new master key; every subject key re-wrapped, no event changed")
+    rotate.add_argument("--finish", action="store_true", help="re-wrap keys left by an interrupted rotation")
+    rotate.set_defaults(run=lambda args, ctx: (cmd_keys_finish if args.finish else cmd_keys_rotate)(args, ctx))
 
 
 async def cmd_log_seal(args: argparse.Namespace, ctx: Context) -> int:
@@ -86,18 +99,3 @@ async def cmd_keys_finish(args: argparse.Namespace, ctx: Context) -> int:
     previous_path(path).unlink(missing_ok=True)
     err(f"{count} more subject keys re-wrapped to {current.id}; the previous master key file is removed")
     return 0
-
-
-def register(sub: Any) -> None:
-    log = sub.add_parser("log", help="maintenance of the event log").add_subparsers(dest="log", required=True)
-    log.add_parser("seal", help="seal personal data written in clear before this version (serve stopped); "
-                   "prints how many events were sealed").set_defaults(run=cmd_log_seal)
-    keys = sub.add_parser("keys", help="the master key that wraps every subject's key").add_subparsers(
-        dest="keys", required=True)
-    keys.add_parser("status", help="subject keys per master key").set_defaults(run=cmd_keys_status)
-    rotate = keys.add_parser("rotate", help="a new master key; every subject key re-wrapped, no event changed")
-    rotate.add_argument("--finish", action="store_true", help="re-wrap keys left by an interrupted rotation")
-    rotate.set_defaults(run=lambda args, ctx: (cmd_keys_finish if args.finish else cmd_keys_rotate)(args, ctx))
-
-
-

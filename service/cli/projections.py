@@ -35,6 +35,25 @@ from service.cli.output import err
 from service.runtime.config import Settings
 
 
+def register(sub: Any) -> None:
+    proj = sub.add_parser("projections", help="projection status, rebuild and verify").add_subparsers(
+        dest="projections", required=True
+    )
+    proj.add_parser("status", help="position, lag, state and dead letters of every projection").set_defaults(sync=cmd_status)
+    dead = proj.add_parser("dead-letters", help="the events a follower could not apply and stepped over")
+    dead.add_argument("name", metavar="NAME", help=f"a follower: {', '.join(registry.FOLLOWER_NAMES)}")
+    dead.add_argument("--limit", type=_listing_limit, default=100, help="show at most this many, 1..10000 (default 100)")
+    dead.set_defaults(sync=cmd_dead_letters)
+    names_help = (f"projections (default: all): {', '.join(registry.INLINE_VIEWS)}, "
+                  f"and the followers ({', '.join(registry.FOLLOWER_NAMES)})")
+    rebuild = proj.add_parser("rebuild", help="rebuild from the log into shadow tables and swap them in")
+    rebuild.add_argument("names", nargs="*", metavar="NAME", help=names_help)
+    rebuild.set_defaults(sync=cmd_rebuild)
+    verify = proj.add_parser("verify", help="rebuild into shadow tables and compare; non-zero exit on any difference")
+    verify.add_argument("names", nargs="*", metavar="NAME", help=names_help)
+    verify.set_defaults(sync=cmd_verify)
+
+
 @dataclass(frozen=True, slots=True)
 class ProjectionStatus:
     name: str
@@ -220,22 +239,3 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return _over_named(args, settings, work)
-
-
-def register(sub: Any) -> None:
-    proj = sub.add_parser("projections", help="projection status, rebuild and verify").add_subparsers(
-        dest="projections", required=True
-    )
-    proj.add_parser("status", help="position, lag, state and dead letters of every projection").set_defaults(sync=cmd_status)
-    dead = proj.add_parser("dead-letters", help="the events a follower could not apply and stepped over")
-    dead.add_argument("name", metavar="NAME", help=f"a follower: {', '.join(registry.FOLLOWER_NAMES)}")
-    dead.add_argument("--limit", type=_listing_limit, default=100, help="show at most this many, 1..10000 (default 100)")
-    dead.set_defaults(sync=cmd_dead_letters)
-    names_help = (f"projections (default: all): {', '.join(registry.INLINE_VIEWS)}, "
-                  f"and the followers ({', '.join(registry.FOLLOWER_NAMES)})")
-    rebuild = proj.add_parser("rebuild", help="rebuild from the log into shadow tables and swap them in")
-    rebuild.add_argument("names", nargs="*", metavar="NAME", help=names_help)
-    rebuild.set_defaults(sync=cmd_rebuild)
-    verify = proj.add_parser("verify", help="rebuild into shadow tables and compare; non-zero exit on any difference")
-    verify.add_argument("names", nargs="*", metavar="NAME", help=names_help)
-    verify.set_defaults(sync=cmd_verify)

@@ -23,8 +23,45 @@ from typing import Any
 from projections.domain import security_events as sets
 from service.app import set_keys, streams, tenancy
 from service.cli.context import Context
-from service.cli.options import tenant_option
+from service.cli.options import command, commands
 from service.cli.output import err, printable
+
+
+def register(sub: Any) -> None:
+    stream = commands(sub, "stream", "security-event streams to the app (RFC 9967 SETs, push or poll)")
+
+    create = command(stream, "create", run=cmd_create, tenant=True,
+                     help="a stream of a tenant; prints its id alone")
+    how = create.add_mutually_exclusive_group(required=True)
+    how.add_argument("--push", type=_argument(streams.check_endpoint), metavar="URL",
+                     help="POST each SET to this URL (RFC 8935)")
+    how.add_argument("--poll", action="store_true", help="the receiver polls for SETs (RFC 8936)")
+    create.add_argument("--push-header", type=_argument(streams.parse_header), action="append", default=[],
+                        metavar='"NAME: VALUE"', help="a header of every push (a credential: stored sealed, shown masked)")
+    create.add_argument("--events", type=_argument(lambda raw: streams.check_events(raw.split(","))),
+                        default=(sets.PROV,), help="prov (RFC 9967 SCIM events), caep (session-revoked), or both: prov,caep")
+    create.add_argument("--format", choices=sets.FORMATS, default=sets.NOTICE,
+                        help="full: the resource or PatchOp in each SET; notice (default): the changed attributes' names")
+    create.add_argument("--audience", default=None, help="the SETs' aud (default: the push URL, or the stream's URN)")
+
+    command(stream, "list", help="a tenant's streams (header values masked)", run=cmd_list, tenant=True)
+
+    for name, run, text in (("status", cmd_status, "position, lag, delivered, retried, last error"),
+                            ("delete", cmd_delete, "delete a stream and what it had not delivered")):
+        one = stream.add_parser(name, help=text)
+        one.add_argument("stream_id", metavar="ID", type=stream_id_arg)
+        one.set_defaults(run=run)
+
+    replay = command(stream, "replay", run=cmd_replay,
+                     help="redeliver the tenant's events recorded since a time")
+    replay.add_argument("stream_id", metavar="ID", type=stream_id_arg)
+    replay.add_argument("--from", dest="since", type=moment_arg, required=True, metavar="TIME",
+                        help="ISO 8601, e.g. 2026-05-01T09:00:00Z")
+
+    stream.add_parser("keys", help="the SET signing keys").set_defaults(run=cmd_keys)
+    rotate = command(stream, "rotate-key", help="a new SET signing key; prints its id", run=cmd_rotate)
+    rotate.add_argument("--overlap-hours", type=float, default=set_keys.DEFAULT_OVERLAP.total_seconds() / 3600,
+                        help="how long the previous key stays published (default 168)")
 
 
 def stream_id_arg(raw: str) -> uuid.UUID:
@@ -143,45 +180,3 @@ async def cmd_rotate(args: argparse.Namespace, ctx: Context) -> int:
         f"key stays in /.well-known/jwks.json for {args.overlap_hours:g} h")
     print(kid)
     return 0
-
-
-def register(sub: Any) -> None:
-    group = sub.add_parser("stream", help="security-event streams to the app (RFC 9967 SETs, push or poll)")
-    stream = group.add_subparsers(dest="stream", required=True)
-
-    create = stream.add_parser("create", help="a stream of a tenant; prints its id alone")
-    tenant_option(create)
-    how = create.add_mutually_exclusive_group(required=True)
-    how.add_argument("--push", type=_argument(streams.check_endpoint), metavar="URL",
-                     help="POST each SET to this URL (RFC 8935)")
-    how.add_argument("--poll", action="store_true", help="the receiver polls for SETs (RFC 8936)")
-    create.add_argument("--push-header", type=_argument(streams.parse_header), action="append", default=[],
-                        metavar='"NAME: VALUE"', help="a header of every push (a credential: stored sealed, shown masked)")
-    create.add_argument("--events", type=_argument(lambda raw: streams.check_events(raw.split(","))),
-                        default=(sets.PROV,), help="prov (RFC 9967 SCIM events), caep (session-revoked), or both: prov,caep")
-    create.add_argument("--format", choices=sets.FORMATS, default=sets.NOTICE,
-                        help="full: the resource or PatchOp in each SET; notice (default): the changed attributes' names")
-    create.add_argument("--audience", default=None, help="the SETs' aud (default: the push URL, or the stream's URN)")
-    create.set_defaults(run=cmd_create)
-
-    listing = stream.add_parser("list", help="a tenant's streams (header values masked)")
-    tenant_option(listing)
-    listing.set_defaults(run=cmd_list)
-
-    for name, run, text in (("status", cmd_status, "position, lag, delivered, retried, last error"),
-                            ("delete", cmd_delete, "delete a stream and what it had not delivered")):
-        one = stream.add_parser(name, help=text)
-        one.add_argument("stream_id", metavar="ID", type=stream_id_arg)
-        one.set_defaults(run=run)
-
-    replay = stream.add_parser("replay", help="redeliver the tenant's events recorded since a time")
-    replay.add_argument("stream_id", metavar="ID", type=stream_id_arg)
-    replay.add_argument("--from", dest="since", type=moment_arg, required=True, metavar="TIME",
-                        help="ISO 8601, e.g. 2026-05-01T09:00:00Z")
-    replay.set_defaults(run=cmd_replay)
-
-    stream.add_parser("keys", help="the SET signing keys").set_defaults(run=cmd_keys)
-    rotate = stream.add_parser("rotate-key", help="a new SET signing key; prints its id")
-    rotate.add_argument("--overlap-hours", type=float, default=set_keys.DEFAULT_OVERLAP.total_seconds() / 3600,
-                        help="how long the previous key stays published (default 168)")
-    rotate.set_defaults(run=cmd_rotate)

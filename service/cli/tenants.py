@@ -10,12 +10,61 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import uuid
+from functools import partial
 from typing import Any
 
 from service.app import names, tenancy
 from service.cli.context import Context
-from service.cli.options import label_arg, tenant_option
+from service.cli.options import command, commands, label_arg
 from service.cli.output import err, printable
+
+
+def register(sub: Any) -> None:
+    tenant = commands(sub, "tenant", "manage tenants")
+    t_create = command(tenant, "create", help="create a tenant; prints its id", run=cmd_tenant_create)
+    t_create.add_argument("name", type=tenant_name_arg,
+                          help="lower-case letters, digits, '.', '_', '-' (at most 63)")
+    t_create.add_argument("--seats", type=seats_arg, default=None, help="active-user limit (default: none)")
+    t_create.add_argument("--rate-limit", type=rate_arg, default=None,
+                          help="requests per second (default: SCIMLEDGER_RATE_LIMIT)")
+    t_create.add_argument("--max-users", type=bound_arg, default=None,
+                          help="most users the tenant may hold (default: SCIMLEDGER_MAX_USERS_PER_TENANT)")
+    t_create.add_argument("--max-groups", type=bound_arg, default=None,
+                          help="most groups the tenant may hold (default: SCIMLEDGER_MAX_GROUPS_PER_TENANT)")
+    tenant.add_parser("list", help="tenants with seats, active users and rate limit").set_defaults(
+        run=cmd_tenant_list
+    )
+    t_update = command(tenant, "update", run=cmd_tenant_update,
+                       help="change a tenant's seat limit or rate limit")
+    t_update.add_argument("name", help="tenant name or id")
+    t_update.add_argument("--seats", type=seats_arg, default=tenancy.KEEP,
+                          help="active-user limit, or 'none' to remove it")
+    t_update.add_argument("--rate-limit", type=rate_arg, default=tenancy.KEEP,
+                          help="requests per second, or 'none' for the default")
+    t_update.add_argument("--max-users", type=bound_arg, default=tenancy.KEEP, help="most users the tenant may hold")
+    t_update.add_argument("--max-groups", type=bound_arg, default=tenancy.KEEP, help="most groups the tenant may hold")
+    t_rename = command(tenant, "rename", run=cmd_tenant_rename,
+                       help="give a tenant a new name (its id, data and tokens stay)")
+    t_rename.add_argument("old", metavar="OLD", help="tenant name or id")
+    t_rename.add_argument("new", metavar="NEW", type=tenant_name_arg)
+    t_disable = command(tenant, "disable", run=partial(set_disabled, disabled=True),
+                        help="refuse a tenant's tokens and clients (403); its data is kept")
+    t_disable.add_argument("name", help="tenant name or id")
+    t_enable = command(tenant, "enable", help="undo `tenant disable`", run=partial(set_disabled, disabled=False))
+    t_enable.add_argument("name", help="tenant name or id")
+
+    token = commands(sub, "token", "manage bearer tokens")
+    t_issue = command(token, "issue", run=cmd_token_issue, tenant=True,
+                      help="issue a token; prints the secret alone")
+    t_issue.add_argument("--label", required=True, type=label_arg,
+                         help="names the actor in the audit trail (okta, entra-prod)")
+    t_issue.add_argument("--scope", choices=tenancy.SCOPES, default="scim")
+    command(token, "list", help="a tenant's tokens (never the secrets)", run=cmd_token_list, tenant=True)
+    t_revoke = command(token, "revoke", help="refuse a token from the next request on", run=cmd_token_revoke)
+    t_revoke.add_argument("token_id", metavar="ID", type=token_id_arg)
+    t_rotate = command(token, "rotate", run=cmd_token_rotate,
+                       help="new secret, old one valid for the grace period; prints the secret alone")
+    t_rotate.add_argument("token_id", metavar="ID", type=token_id_arg)
 
 
 def _limit_arg(raw: str, *, none_words: tuple[str, ...], parse: type[int] | type[float], what: str) -> float | None:
@@ -101,7 +150,8 @@ async def cmd_tenant_rename(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-async def _set_disabled(args: argparse.Namespace, ctx: Context, disabled: bool) -> int:
+async def set_disabled(args: argparse.Namespace, ctx: Context, *, disabled: bool) -> int:
+    """`tenant disable` and `tenant enable`."""
     tenant = await tenancy.get_tenant(ctx.conn, args.name)
     changed = await tenancy.set_tenant_disabled(ctx.conn, tenant.id, disabled)
     state = "disabled" if disabled else "enabled"
@@ -113,14 +163,6 @@ async def _set_disabled(args: argparse.Namespace, ctx: Context, disabled: bool) 
     else:
         err(f"tenant {printable(tenant.name)} enabled: its tokens and OAuth clients work again")
     return 0
-
-
-async def cmd_tenant_disable(args: argparse.Namespace, ctx: Context) -> int:
-    return await _set_disabled(args, ctx, True)
-
-
-async def cmd_tenant_enable(args: argparse.Namespace, ctx: Context) -> int:
-    return await _set_disabled(args, ctx, False)
 
 
 async def cmd_tenant_update(args: argparse.Namespace, ctx: Context) -> int:
@@ -189,57 +231,3 @@ async def cmd_token_rotate(args: argparse.Namespace, ctx: Context) -> int:
         "(paste the new secret into the IdP before then); the secret below is shown once")
     print(secret)
     return 0
-
-
-def register(sub: Any) -> None:
-    tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant", required=True)
-    t_create = tenant.add_parser("create", help="create a tenant; prints its id")
-    t_create.add_argument("name", type=tenant_name_arg,
-                          help="lower-case letters, digits, '.', '_', '-' (at most 63)")
-    t_create.add_argument("--seats", type=seats_arg, default=None, help="active-user limit (default: none)")
-    t_create.add_argument("--rate-limit", type=rate_arg, default=None,
-                          help="requests per second (default: SCIMLEDGER_RATE_LIMIT)")
-    t_create.add_argument("--max-users", type=bound_arg, default=None,
-                          help="most users the tenant may hold (default: SCIMLEDGER_MAX_USERS_PER_TENANT)")
-    t_create.add_argument("--max-groups", type=bound_arg, default=None,
-                          help="most groups the tenant may hold (default: SCIMLEDGER_MAX_GROUPS_PER_TENANT)")
-    t_create.set_defaults(run=cmd_tenant_create)
-    tenant.add_parser("list", help="tenants with seats, active users and rate limit").set_defaults(
-        run=cmd_tenant_list
-    )
-    t_update = tenant.add_parser("update", help="change a tenant's seat limit or rate limit")
-    t_update.add_argument("name", help="tenant name or id")
-    t_update.add_argument("--seats", type=seats_arg, default=tenancy.KEEP,
-                          help="active-user limit, or 'none' to remove it")
-    t_update.add_argument("--rate-limit", type=rate_arg, default=tenancy.KEEP,
-                          help="requests per second, or 'none' for the default")
-    t_update.add_argument("--max-users", type=bound_arg, default=tenancy.KEEP, help="most users the tenant may hold")
-    t_update.add_argument("--max-groups", type=bound_arg, default=tenancy.KEEP, help="most groups the tenant may hold")
-    t_update.set_defaults(run=cmd_tenant_update)
-    t_rename = tenant.add_parser("rename", help="give a tenant a new name (its id, data and tokens stay)")
-    t_rename.add_argument("old", metavar="OLD", help="tenant name or id")
-    t_rename.add_argument("new", metavar="NEW", type=tenant_name_arg)
-    t_rename.set_defaults(run=cmd_tenant_rename)
-    t_disable = tenant.add_parser("disable", help="refuse a tenant's tokens and clients (403); its data is kept")
-    t_disable.add_argument("name", help="tenant name or id")
-    t_disable.set_defaults(run=cmd_tenant_disable)
-    t_enable = tenant.add_parser("enable", help="undo `tenant disable`")
-    t_enable.add_argument("name", help="tenant name or id")
-    t_enable.set_defaults(run=cmd_tenant_enable)
-
-    token = sub.add_parser("token", help="manage bearer tokens").add_subparsers(dest="token", required=True)
-    t_issue = token.add_parser("issue", help="issue a token; prints the secret alone")
-    tenant_option(t_issue)
-    t_issue.add_argument("--label", required=True, type=label_arg,
-                         help="names the actor in the audit trail (okta, entra-prod)")
-    t_issue.add_argument("--scope", choices=tenancy.SCOPES, default="scim")
-    t_issue.set_defaults(run=cmd_token_issue)
-    t_list = token.add_parser("list", help="a tenant's tokens (never the secrets)")
-    tenant_option(t_list)
-    t_list.set_defaults(run=cmd_token_list)
-    t_revoke = token.add_parser("revoke", help="refuse a token from the next request on")
-    t_revoke.add_argument("token_id", metavar="ID", type=token_id_arg)
-    t_revoke.set_defaults(run=cmd_token_revoke)
-    t_rotate = token.add_parser("rotate", help="new secret, old one valid for the grace period; prints the secret alone")
-    t_rotate.add_argument("token_id", metavar="ID", type=token_id_arg)
-    t_rotate.set_defaults(run=cmd_token_rotate)

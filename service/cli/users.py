@@ -10,13 +10,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from functools import partial
 from typing import Any
 
 from service.app import erasure, tenancy, users
 from service.cli.context import Context
-from service.cli.options import tenant_option
+from service.cli.options import command, commands, tenant_option
 from service.cli.output import err, printable
 from service.scim.schema import CORE_USER
+
+
+def register(sub: Any) -> None:
+    user = commands(sub, "user", "manage users on the app's side")
+    create = command(user, "create", help="create a user; prints its id", run=cmd_user_create, tenant=True)
+    create.add_argument("user_name", metavar="USERNAME")
+    create.add_argument("--given", default=None)
+    create.add_argument("--family", default=None)
+    create.add_argument("--email", default=None)
+    for name, fn, text in (
+        ("deactivate", partial(set_active, active=False), "deactivate a user (never deletes)"),
+        ("reactivate", partial(set_active, active=True), "reactivate a user"),
+    ):
+        p = user.add_parser(name, help=text)
+        tenant_option(p)
+        p.add_argument("user", metavar="USER", help="id or userName")
+        p.set_defaults(run=fn)
+    erase = command(user, "erase", run=cmd_user_erase, tenant=True,
+                    help="erase a user's personal data for good (crypto-shredding); prints its id")
+    erase.add_argument("user", metavar="USER", help="id or userName (active, inactive or deleted)")
+    erase.add_argument("--reason", required=True, help="why (the request or ticket), kept in the log")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    command(user, "list", help="list the tenant's users", run=cmd_user_list, tenant=True)
 
 
 async def cmd_user_create(args: argparse.Namespace, ctx: Context) -> int:
@@ -32,7 +56,8 @@ async def cmd_user_create(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-async def _set_active(args: argparse.Namespace, ctx: Context, active: bool) -> int:
+async def set_active(args: argparse.Namespace, ctx: Context, *, active: bool) -> int:
+    """`user deactivate` and `user reactivate`."""
     tenant = await tenancy.get_tenant(ctx.conn, args.tenant)
     command = "user reactivate" if active else "user deactivate"
     row, changed = await users.set_active(ctx.conn, tenant, args.user, active, ctx.actor(command))
@@ -42,14 +67,6 @@ async def _set_active(args: argparse.Namespace, ctx: Context, active: bool) -> i
     else:
         err(f"{name} {'reactivated' if active else 'deactivated'}")
     return 0
-
-
-async def cmd_user_deactivate(args: argparse.Namespace, ctx: Context) -> int:
-    return await _set_active(args, ctx, False)
-
-
-async def cmd_user_reactivate(args: argparse.Namespace, ctx: Context) -> int:
-    return await _set_active(args, ctx, True)
 
 
 async def cmd_user_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -82,31 +99,3 @@ async def cmd_user_erase(args: argparse.Namespace, ctx: Context) -> int:
             "types, times and actors remains")
     print(done.user_id)
     return 0
-
-
-def register(sub: Any) -> None:
-    user = sub.add_parser("user", help="manage users on the app's side").add_subparsers(dest="user", required=True)
-    create = user.add_parser("create", help="create a user; prints its id")
-    tenant_option(create)
-    create.add_argument("user_name", metavar="USERNAME")
-    create.add_argument("--given", default=None)
-    create.add_argument("--family", default=None)
-    create.add_argument("--email", default=None)
-    create.set_defaults(run=cmd_user_create)
-    for name, fn, text in (
-        ("deactivate", cmd_user_deactivate, "deactivate a user (never deletes)"),
-        ("reactivate", cmd_user_reactivate, "reactivate a user"),
-    ):
-        p = user.add_parser(name, help=text)
-        tenant_option(p)
-        p.add_argument("user", metavar="USER", help="id or userName")
-        p.set_defaults(run=fn)
-    erase = user.add_parser("erase", help="erase a user's personal data for good (crypto-shredding); prints its id")
-    tenant_option(erase)
-    erase.add_argument("user", metavar="USER", help="id or userName (active, inactive or deleted)")
-    erase.add_argument("--reason", required=True, help="why (the request or ticket), kept in the log")
-    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    erase.set_defaults(run=cmd_user_erase)
-    listing = user.add_parser("list", help="list the tenant's users")
-    tenant_option(listing)
-    listing.set_defaults(run=cmd_user_list)
