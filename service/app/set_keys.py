@@ -6,7 +6,8 @@ at rest (those keys, and the header values of push streams).
   overlap, so a SET signed before the rotation stays verifiable. The key id is the key's
   RFC 7638 thumbprint. The first key is made when the service first starts.
 - At rest: a private key or a push header value is stored sealed with AES-256-GCM under the
-  key-encryption key (KEK), 32 random bytes in `<data dir>/set-signing.kek`, created with mode
+  key-encryption key (KEK), 32 random bytes in `set-signing.kek` beside the master key file
+  (`<data dir>` by default; service/runtime/keys.py, keys_dir), created with mode
   0600 on first use. The database alone never yields a private key or a receiver's credential;
   every process that signs or pushes (all `serve` workers and hosts, the CLI) must see the same
   KEK file (mount one secret on every host; docs/events.md). Nothing here is ever logged.
@@ -41,9 +42,9 @@ class KeyUnavailable(Exception):
     """The KEK cannot be read, or a sealed value does not open with it (another KEK)."""
 
 
-def key_encryption_key(data_dir: Path) -> bytes:
-    """The KEK of `data_dir`, created (mode 0600, atomically) if there is none."""
-    path = data_dir.expanduser() / KEK_FILE
+def key_encryption_key(folder: Path) -> bytes:
+    """The KEK in `folder`, created (mode 0600, atomically) if there is none."""
+    path = folder.expanduser() / KEK_FILE
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

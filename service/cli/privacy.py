@@ -96,6 +96,10 @@ async def cmd_keys_finish(args: argparse.Namespace, ctx: Context) -> int:
     current = shredding.current_master()
     async with ctx.conn.transaction():
         count = await shredding.rewrap(ctx.conn, current)
-    previous_path(path).unlink(missing_ok=True)
-    err(f"{count} more subject keys re-wrapped to {current.id}; the previous master key file is removed")
+    try:
+        previous_path(path).unlink(missing_ok=True)
+        gone = "the previous master key file is removed"
+    except OSError:  # a read-only mount (a Kubernetes Secret): its owner removes it
+        gone = f"remove {previous_path(path).name} from where the key files come from (the Secret)"
+    err(f"{count} more subject keys re-wrapped to {current.id}; {gone}")
     return 0

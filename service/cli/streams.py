@@ -25,6 +25,7 @@ from service.app import set_keys, streams, tenancy
 from service.cli.context import Context
 from service.cli.options import command, commands
 from service.cli.output import err, printable
+from service.runtime.keys import keys_dir
 
 
 def register(sub: Any) -> None:
@@ -95,7 +96,7 @@ def _when(moment: dt.datetime | None) -> str:
 
 
 def _kek(ctx: Context) -> bytes:
-    return set_keys.key_encryption_key(ctx.settings.data_dir)
+    return set_keys.key_encryption_key(keys_dir(ctx.settings))
 
 
 async def cmd_create(args: argparse.Namespace, ctx: Context) -> int:

@@ -37,6 +37,7 @@ from service.http.followers import follower_connector, stop_tasks
 from service.http.keys import DSN, POOL, PRINCIPAL, SETTINGS
 from service.runtime.config import Settings
 from service.runtime.database import unavailable
+from service.runtime.keys import keys_dir
 
 log = structlog.get_logger("scimledger.events")
 
@@ -196,7 +197,7 @@ async def streams_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the signer (its key made at first start), and unless followers are off, the
     streams follower and the push deliverer; always the long polls' wake-up."""
     settings = app[SETTINGS]
-    kek = set_keys.key_encryption_key(settings.data_dir)
+    kek = set_keys.key_encryption_key(keys_dir(settings))
     signer = app[SIGNER] = set_keys.Signer(kek, issuer(settings))
     try:
         async with app[POOL].acquire() as conn:

@@ -27,6 +27,13 @@ def master_key_path(settings: Settings) -> Path:
     return settings.master_key_file or settings.data_dir / FILE_NAME
 
 
+def keys_dir(settings: Settings) -> Path:
+    """The folder of the master key file: the SET signing keys' key-encryption key lives beside
+    it (service/app/set_keys.py), so one mounted Secret or volume holds every key the service
+    needs and every process of every host reads the same ones."""
+    return master_key_path(settings).parent
+
+
 def previous_path(path: Path) -> Path:
     return path.with_name(path.name + ".previous")
 
