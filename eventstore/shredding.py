@@ -161,7 +161,16 @@ def unwrap(wrapped: WrappedKey) -> bytes:
 def associated_data(tenant_id: uuid.UUID, stream_id: uuid.UUID, version: int, event_type: str) -> bytes:
     """The event's identity, bound to its ciphertext: tenant and stream (16 bytes each), the
     version (4 bytes, big-endian), the type."""
-    return tenant_id.bytes + stream_id.bytes + version.to_bytes(4, "big") + event_type.encode()
+    return event_data(stream_prefix(tenant_id, stream_id), version, event_type)
+
+
+def stream_prefix(tenant_id: uuid.UUID, stream_id: uuid.UUID) -> bytes:
+    """The part of `associated_data` every event of one stream shares."""
+    return tenant_id.bytes + stream_id.bytes
+
+
+def event_data(prefix: bytes, version: int, event_type: str) -> bytes:
+    return prefix + version.to_bytes(4, "big") + event_type.encode()
 
 
 def seal(plaintext: bytes, key: bytes, aad: bytes) -> str:

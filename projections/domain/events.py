@@ -33,15 +33,15 @@ class UserUpdated(Event, tag="user.updated"):
 
 
 class UserDeactivated(Event, tag="user.deactivated"):
-    user_name: str
+    user_name: str = ""  # sealed in the log; "" where it is not opened (personal.py)
 
 
 class UserReactivated(Event, tag="user.reactivated"):
-    user_name: str
+    user_name: str = ""  # sealed in the log; "" where it is not opened (personal.py)
 
 
 class UserDeleted(Event, tag="user.deleted"):
-    user_name: str
+    user_name: str = ""  # sealed in the log; "" where it is not opened (personal.py)
     groups: list[str] = []  # groups the user was removed from by this deletion
 
 

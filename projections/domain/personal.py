@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# what the users-view fold reads of a payload beyond its clear part: a rebuild opens only these
+# (a status event's fold needs only its type, which is in clear)
+FOLD_OPENS = frozenset({"user.created", "user.updated"})
 CLEAR_RESOURCE = ("schemas", "active")  # kept in clear inside a sealed user.created resource
 CLEAR_SET = ("active",)
 ERASED = "erased"

@@ -31,9 +31,10 @@ from eventstore.scan import (
 from eventstore.shredding import Keys, all_keys, keys_for
 from eventstore.stats import count_events
 from projections import registry
+from projections.domain import personal
 from projections.domain.events import GroupMembersAdded, GroupMembersRemoved, decode_event_json
 from projections.domain.folds import GroupRow, UserRow, apply_group, apply_members, apply_user
-from projections.privacy import decode_stored
+from projections.privacy import StreamOpener
 from projections.rebuild.codec import BinaryJsonb
 from projections.rebuild.common import RebuildError, RebuildLock, RebuildResult, differences
 from projections.rebuild.ddl import (
@@ -63,10 +64,12 @@ MEMBER_COLUMNS = ("tenant_id", "group_id", "member_id")
 def fold_user(row: UserRow | None, events: Iterable[StreamEvent], keys: Keys) -> UserRow | None:
     """The users-view row after `events` (one stream; None: deleted or erased), by
     projections.domain.folds.apply_user; sealed payloads opened with `keys`."""
-    ciphers: dict[tuple[uuid.UUID, uuid.UUID], Any] = {}
+    opener: StreamOpener | None = None
     for e in events:
+        if opener is None:
+            opener = StreamOpener(e.tenant_id, e.stream_id, keys)
         row = apply_user(
-            row, decode_stored(e.data, e.tenant_id, e.stream_id, e.version, keys, ciphers),
+            row, opener.decode(e.data, e.version, only=personal.FOLD_OPENS),
             tenant_id=e.tenant_id, stream_id=e.stream_id,
             version=e.version, position=e.global_position, recorded_at=e.recorded_at,
         )
