@@ -98,10 +98,11 @@ async def test_gap_free_under_concurrent_writes_committed_out_of_position_order(
 
 
 async def _malformed(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> int:
-    """An event whose payload the audit cannot fold (a deactivation of nobody, no userName)."""
+    """An event whose payload the audit cannot decode (a deactivation whose userName is a number)."""
     return int(await conn.fetchval(
         """INSERT INTO events (tenant_id, stream_type, stream_id, version, type, data, metadata)
-           VALUES ($1, 'user', gen_random_uuid(), 1, 'user.deactivated', '{"type": "user.deactivated"}', '{}')
+           VALUES ($1, 'user', gen_random_uuid(), 1, 'user.deactivated',
+                   '{"type": "user.deactivated", "user_name": 42}', '{}')
            RETURNING global_position""",
         tenant_id,
     ))
