@@ -24,7 +24,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -44,8 +44,9 @@ class WrongExpectedVersion(Exception):
         self.expected = expected
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
+class NewEvent(NamedTuple):
+    """An event to append: its type and payload (the caller's vocabulary; the store knows none)."""
+
     type: str
     data: Mapping[str, Any]
 
