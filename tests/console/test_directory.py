@@ -8,6 +8,8 @@ import re
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from service.app import erasure, tenancy
+from service.cli.context import cli_actor
 from tests.console.conftest import Org, sign_in
 from tests.support import CORE_GROUP, body_of, caught_up, new_user, okta_headers, patch
 
@@ -100,3 +102,21 @@ async def test_a_deleted_users_and_groups_page_keeps_its_history(
         assert f"This {kind} was deleted (<code>{ident}</code>)" in html
         timeline = html.split('id="timeline-title"', 1)[1]
         assert created in timeline and deleted in timeline
+
+
+async def test_an_erased_users_events_show_its_id_and_no_personal_data(
+        client: TestClient, org: Org, pool: asyncpg.Pool) -> None:
+    """After an erasure (docs/privacy.md) the audit page lists the subject's events by id, with
+    neither its old userName nor a placeholder word standing for a missing name."""
+    headers = okta_headers(org.scim.secret)
+    r = await client.post("/scim/v2/Users", headers=headers, json=new_user("erase.me@example.com"))
+    user_id = (await body_of(r))["id"]
+    async with pool.acquire() as conn:
+        tenant = await tenancy.get_tenant(conn, "acme")
+        await erasure.erase_user(conn, tenant, user_id, "request 9", cli_actor("user erase"))
+    await caught_up(pool, "audit")
+    await sign_in(client, org.audit_secret)
+    html = await (await client.get("/console/audit")).text()
+    rows = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert f">{user_id}</a>" in rows and "erase.me@example.com" not in html and ">None<" not in rows
+    assert "user.erased" in rows
