@@ -65,6 +65,3 @@ async def streams_of_type(conn: asyncpg.Connection, stream_type: str) -> list[tu
     )
     return [(r["tenant_id"], r["stream_id"]) for r in rows]
 
-
-async def tenants_in_log(conn: asyncpg.Connection) -> list[uuid.UUID]:
-    return [r["tenant_id"] for r in await conn.fetch("SELECT DISTINCT tenant_id FROM events ORDER BY 1")]

@@ -192,8 +192,9 @@ def open_sealed(token: str, key: bytes | AESGCM, aad: bytes) -> bytes:
 
 # --- the keys table ------------------------------------------------------------------------------
 
-INSERT_KEY = """INSERT INTO stream_keys (tenant_id, stream_id, kek_id, wrapped)
-VALUES ($1, $2, $3, $4)"""
+# the row a new stream key makes: here on its own, and as a CTE of an append (eventstore.store)
+KEY_COLUMNS = "stream_keys (tenant_id, stream_id, kek_id, wrapped)"
+INSERT_KEY = f"INSERT INTO {KEY_COLUMNS} VALUES ($1, $2, $3, $4)"
 
 
 async def add_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, stream_id: uuid.UUID, wrapped: WrappedKey) -> None:

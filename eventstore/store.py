@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from eventstore.shredding import WrappedKey
+from eventstore.shredding import KEY_COLUMNS, WrappedKey
 
 # A checkpoint in the global log: (transaction id, global position). (0, 0) is the beginning.
 Checkpoint = tuple[int, int]
@@ -176,7 +176,7 @@ def _with_key(view_sql: str, before: int) -> str:
     cache_key = f"{before}\n{view_sql}"
     statement = _statements.get(cache_key)
     if statement is None:
-        key = (f"k AS (INSERT INTO stream_keys (tenant_id, stream_id, kek_id, wrapped)\n"
+        key = (f"k AS (INSERT INTO {KEY_COLUMNS}\n"
                f"SELECT $1, $3, ${before + 1}, ${before + 2} WHERE EXISTS (SELECT 1 FROM ev))")
         statement = _statements[cache_key] = f"WITH ev AS (\n{_INSERT}\n), {key}\n{view_sql}"
     return statement

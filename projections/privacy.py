@@ -59,6 +59,12 @@ def is_sealed(data: dict[str, Any]) -> bool:
     return SEALED in data
 
 
+def holds_clear_personal(data: dict[str, Any]) -> bool:
+    """A payload written before sealing whose personal part is in clear (`scimledger log seal`
+    converts it; a destroyed key cannot erase it)."""
+    return not is_sealed(data) and personal.split(data)[1] is not None
+
+
 def open_data(
     data: dict[str, Any], tenant_id: uuid.UUID, stream_id: uuid.UUID, version: int, keys: shredding.Keys
 ) -> dict[str, Any]:
@@ -69,12 +75,12 @@ def open_data(
     key = keys.get((tenant_id, stream_id))
     if key is None:
         return personal.erased({k: v for k, v in data.items() if k != SEALED})
-    opened: dict[str, Any] = _decode(_open(str(token), key, tenant_id, stream_id, version, str(data.get("type"))))
+    aad = shredding.associated_data(tenant_id, stream_id, version, str(data.get("type")))
+    opened: dict[str, Any] = _decode(_open(str(token), key, aad, stream_id, version))
     return opened
 
 
-def _open(token: str, key: bytes | AESGCM, tenant_id: uuid.UUID, stream_id: uuid.UUID, version: int, event_type: str) -> bytes:
-    aad = shredding.associated_data(tenant_id, stream_id, version, event_type)
+def _open(token: str, key: bytes | AESGCM, aad: bytes, stream_id: uuid.UUID, version: int) -> bytes:
     try:
         return shredding.open_sealed(token, key, aad)
     except (InvalidTag, ValueError) as e:
@@ -83,13 +89,13 @@ def _open(token: str, key: bytes | AESGCM, tenant_id: uuid.UUID, stream_id: uuid
 
 async def open_records(conn: asyncpg.Connection, records: list[RecordedEvent]) -> list[RecordedEvent]:
     """`records` with their payloads opened (one statement for the keys, none if nothing is sealed)."""
-    wanted = {(r.tenant_id, r.stream_id) for r in records if SEALED in r.data}
+    wanted = {(r.tenant_id, r.stream_id) for r in records if is_sealed(r.data)}
     if not wanted:
         return records
     keys = await shredding.keys_for(conn, wanted)
     return [
         dataclasses.replace(r, data=open_data(r.data, r.tenant_id, r.stream_id, r.version, keys))
-        if SEALED in r.data else r
+        if is_sealed(r.data) else r
         for r in records
     ]
 
@@ -100,7 +106,7 @@ async def open_rows(
 ) -> list[dict[str, Any] | None]:
     """The opened payloads of rows that carry one tenant's events (a follower table joined with
     the log): None where the row has no event."""
-    wanted = {(tenant_id, r[stream]) for r in rows if isinstance(r[data], dict) and SEALED in r[data]}
+    wanted = {(tenant_id, r[stream]) for r in rows if isinstance(r[data], dict) and is_sealed(r[data])}
     keys = await shredding.keys_for(conn, wanted) if wanted else {}
     return [
         None if r[data] is None else open_data(r[data], tenant_id, r[stream], r[version], keys)
@@ -142,15 +148,7 @@ class StreamOpener:
         start += len(_TOKEN_MARK) - len(shredding.TOKEN_PREFIX)
         token = raw[start:raw.index('"', start)]  # base64: no quote, no escape inside
         aad = shredding.event_data(self.prefix, version, _type_of(raw))
-        try:
-            return decode_event_json(shredding.open_sealed(token, self.cipher, aad))
-        except (InvalidTag, ValueError) as e:
-            raise TamperedPayload(f"event {version} of stream {self.stream_id} does not open under its key") from e
-
-
-def decode_stored(raw: str, tenant_id: uuid.UUID, stream_id: uuid.UUID, version: int, keys: shredding.Keys) -> AnyEvent:
-    """One stored payload's JSON text as its event, opened (`StreamOpener` for many of a stream)."""
-    return StreamOpener(tenant_id, stream_id, keys).decode(raw, version)
+        return decode_event_json(_open(token, self.cipher, aad, self.stream_id, version))
 
 
 def _type_of(raw: str) -> str:

@@ -79,3 +79,18 @@ async def test_without_its_listener_the_cache_answers_from_the_database(
         assert await cache.authenticate(conn, tenant.secret) is None
         assert cache.hits == hits
     await until("the listener listens again", lambda: cache.listening, within=10.0)
+
+
+async def test_an_entry_never_outlives_its_tokens_expiry(cache: TokenCache, pool: asyncpg.Pool, tenant: Tenant) -> None:
+    """A token that expires in a moment (a rotated one in its grace period) is cached no longer
+    than it is valid: the expiry comes with the lookup itself, no second statement."""
+    async with pool.acquire() as conn:
+        generation = cache.generation
+        await conn.execute("UPDATE tokens SET expires_at = now() + interval '1 second' WHERE id = $1", tenant.token_id)
+        await until("the update's notification reaches the cache", lambda: cache.generation > generation, within=1.0)
+        principal = await cache.authenticate(conn, tenant.secret)
+        assert principal is not None and principal.expires_in_s is not None and 0 < principal.expires_in_s <= 1
+        [(_, deadline)] = cache.entries.values()
+        assert deadline <= time.monotonic() + 1.0
+        await asyncio.sleep(1.2)
+        assert await cache.authenticate(conn, tenant.secret) is None

@@ -32,7 +32,7 @@ from projections.domain.errors import InvalidQuery, ResourceNotFound
 from projections.domain.events import UserErased
 from projections.followers import audit as audit_trail
 from projections.followers import streams as streams_follower
-from projections.privacy import is_sealed, open_records
+from projections.privacy import holds_clear_personal, open_records
 from projections.views import users as users_view
 from service.app import groups as group_cases
 from service.app import request_log
@@ -96,8 +96,7 @@ async def erase_user(conn: asyncpg.Connection, tenant: Tenant, who: str, reason:
 async def plaintext_events(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> int:
     """How many of the subject's events hold personal data in clear (written before payloads
     were sealed): a key cannot erase those; `scimledger log seal` converts them first."""
-    return sum(1 for e in await read_stream(conn, tenant_id, user_id)
-               if not is_sealed(e.data) and personal.split(e.data)[1] is not None)
+    return sum(1 for e in await read_stream(conn, tenant_id, user_id) if holds_clear_personal(e.data))
 
 
 async def _erase(conn: asyncpg.Connection, tenant: Tenant, user_id: uuid.UUID, reason: str, actor: Actor) -> Erasure:
@@ -146,7 +145,3 @@ async def _personal_strings(conn: asyncpg.Connection, tenant_id: uuid.UUID, user
         walk(personal.split(event.data)[1])
     return found
 
-
-async def erased_at(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> dt.datetime | None:
-    """When the subject was erased (None: it was not)."""
-    return await shredding.destroyed_at(conn, tenant_id, user_id)

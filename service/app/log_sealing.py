@@ -30,12 +30,11 @@ from eventstore.rewrite import Row, rewrite
 from eventstore.scan import streams_of_type
 from eventstore.store import NewEvent, append, stream_version
 from projections import registry
-from projections.domain import personal
 from projections.domain.actor import Actor
 from projections.domain.errors import DomainError
 from projections.domain.events import LogSealed, encode_event, event_type
 from projections.followers import runner, seal
-from projections.privacy import is_sealed, seal_events
+from projections.privacy import holds_clear_personal, seal_events
 
 LOG_STREAM = "log"
 
@@ -58,7 +57,7 @@ class Sealed:
 
 def seal_row(row: Row, keys: dict[tuple[uuid.UUID, uuid.UUID], bytes]) -> dict[str, Any]:
     """A row's payload in its sealed form (unchanged when it is not a user's, or sealed already)."""
-    if row.stream_type != "user" or is_sealed(row.data) or personal.split(row.data)[1] is None:
+    if row.stream_type != "user" or not holds_clear_personal(row.data):
         return row.data
     key = keys[(row.tenant_id, row.stream_id)]
     [event] = seal_events([NewEvent(row.type, row.data)], row.tenant_id, row.stream_id, row.version, key)

@@ -32,6 +32,7 @@ class Principal:
     seats: int | None
     rate_limit: float | None
     tenant_disabled: bool = False  # `tenant disable`: authenticated, but refused (403)
+    expires_in_s: float | None = None  # the token's time left at the lookup (None: no expiry)
 
     @property
     def tenant(self) -> Tenant:

@@ -234,7 +234,8 @@ async def revoke_token(conn: asyncpg.Connection, token_id: uuid.UUID) -> None:
 _AUTHENTICATE = """
 WITH found AS (
     SELECT k.tenant_id, k.id, k.label, k.scope, k.secret_hash, k.last_used_at,
-           t.name, t.seats, t.rate_limit, t.disabled_at IS NOT NULL AS tenant_disabled
+           t.name, t.seats, t.rate_limit, t.disabled_at IS NOT NULL AS tenant_disabled,
+           extract(epoch FROM k.expires_at - now())::float8 AS expires_in_s
     FROM tokens k JOIN tenants t ON t.id = k.tenant_id
     WHERE k.secret_hash = $1 AND k.revoked_at IS NULL
       AND (k.expires_at IS NULL OR k.expires_at > now())
@@ -268,6 +269,7 @@ async def authenticate(conn: asyncpg.Connection, secret: str) -> Principal | Non
         seats=row["seats"],
         rate_limit=row["rate_limit"],
         tenant_disabled=row["tenant_disabled"],
+        expires_in_s=row["expires_in_s"],
     )
 
 

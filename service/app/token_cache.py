@@ -12,7 +12,7 @@ refused at once" still holds, to within the delivery of a notification (millisec
   again every lookup goes to the database, as without it;
 - a lookup that was in flight when a notification arrived is not stored (the generation
   counter), so a principal read before a revocation's commit never outlives it;
-- an entry lives at most TTL_S, and never past the token's own expiry (read on the miss); OAuth
+- an entry lives at most TTL_S, and never past the token's own expiry (read by the lookup); OAuth
   access tokens (short-lived, service/app/oauth.py) and unknown secrets are never cached.
 
 The last-used time (tokens.last_used_at, kept to the minute by the lookup) is then updated on
@@ -38,10 +38,6 @@ MAX_ENTRIES = 10_000
 PING_INTERVAL_S = 5.0  # a listener that does not answer a ping within this is taken as lost
 RECONNECT_S = 1.0
 log = structlog.get_logger("scimledger.token_cache")
-
-_EXPIRES_IN = """
-SELECT extract(epoch FROM expires_at - now())::float8 FROM tokens WHERE secret_hash = $1
-"""
 
 
 @dataclass
@@ -75,8 +71,8 @@ class TokenCache:
         principal = await tenancy.authenticate(conn, secret)
         if principal is None:
             return None
-        expires_in = await conn.fetchval(_EXPIRES_IN, digest)
-        ttl = TTL_S if expires_in is None else min(TTL_S, float(expires_in))
+        expires_in = principal.expires_in_s  # read by the same lookup
+        ttl = TTL_S if expires_in is None else min(TTL_S, expires_in)
         if ttl > 0 and generation == self.generation and self.listening:
             if len(self.entries) >= MAX_ENTRIES:
                 del self.entries[next(iter(self.entries))]  # the oldest

@@ -38,26 +38,29 @@ def previous_path(path: Path) -> Path:
     return path.with_name(path.name + ".previous")
 
 
+def _read_keys(path: Path) -> list[shredding.MasterKey]:
+    """The key in `path`, then the one in its `.previous` when there is one."""
+    keys = [shredding.read_master_key(path)]
+    if previous_path(path).exists():
+        keys.append(shredding.read_master_key(previous_path(path)))
+    return keys
+
+
 def load_master_keys(settings: Settings, *, create: bool = True) -> shredding.MasterKey:
     """Configure the process's master keys from the file (made when missing and `create`);
     returns the current one. A file that cannot be read or made is a SetupError."""
     path = master_key_path(settings)
     try:
-        if path.exists():
-            current = shredding.read_master_key(path)
-        elif create:
+        if not path.exists():
+            if not create:
+                raise SetupError(f"no master key at {path}; set SCIMLEDGER_MASTER_KEY_FILE to the key's file")
             try:
-                current = shredding.write_master_key(path)
+                shredding.write_master_key(path)
                 log.warning("master_key.created", path=str(path),
                             hint="back this file up: without it no subject's personal data can be read")
             except FileExistsError:  # another process made it first
-                current = shredding.read_master_key(path)
-        else:
-            raise SetupError(f"no master key at {path}; set SCIMLEDGER_MASTER_KEY_FILE to the key's file")
-        keys = [current]
-        old = previous_path(path)
-        if old.exists():
-            keys.append(shredding.read_master_key(old))
+                pass
+        keys = _read_keys(path)
     except shredding.KeyUnavailable as e:
         raise SetupError(f"master key: {e}") from None
     except OSError as e:
@@ -65,7 +68,7 @@ def load_master_keys(settings: Settings, *, create: bool = True) -> shredding.Ma
                          "to a readable file, or make the data dir writable") from None
     shredding.configure(*keys)
     shredding.on_reload(_reloader(path))
-    return current
+    return keys[0]
 
 
 def _reloader(path: Path) -> Callable[[], bool]:
@@ -79,9 +82,7 @@ def _reloader(path: Path) -> Callable[[], bool]:
             return False
         seen = stamp
         try:
-            keys = [shredding.read_master_key(path)]
-            if previous_path(path).exists():
-                keys.append(shredding.read_master_key(previous_path(path)))
+            keys = _read_keys(path)
         except (OSError, shredding.KeyUnavailable) as e:
             log.error("master_key.reload_failed", path=str(path), error=str(e))
             return False

@@ -21,7 +21,7 @@ from projections.domain.events import (
     decode_event,
     encode_event,
 )
-from projections.privacy import StreamOpener, TamperedPayload, decode_stored, open_data, seal_events
+from projections.privacy import StreamOpener, TamperedPayload, open_data, seal_events
 
 TENANT, STREAM = uuid.uuid4(), uuid.uuid4()
 RESOURCE = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ada@x.example",
@@ -49,6 +49,10 @@ def sealed() -> tuple[bytes, list[NewEvent]]:
     return key, seal_events(new, TENANT, STREAM, 1, key)
 
 
+def decode_stored(raw: str, version: int, keys: shredding.Keys) -> object:
+    return StreamOpener(TENANT, STREAM, keys).decode(raw, version)
+
+
 def test_only_what_the_audit_trail_needs_stays_in_clear(sealed: tuple[bytes, list[NewEvent]]) -> None:
     _, stored = sealed
     text = " ".join(msgspec.json.encode(e.data).decode() for e in stored)
@@ -63,9 +67,9 @@ def test_every_path_opens_to_the_event_as_written(sealed: tuple[bytes, list[NewE
     keys: shredding.Keys = {(TENANT, STREAM): key}
     for version, (event, row) in enumerate(zip(EVENTS, stored, strict=True), start=1):
         assert decode_event(open_data(dict(row.data), TENANT, STREAM, version, keys)) == event
-        assert decode_stored(pg_text(dict(row.data)), TENANT, STREAM, version, keys) == event
+        assert decode_stored(pg_text(dict(row.data)), version, keys) == event
         compact = msgspec.json.encode(row.data).decode()  # another spelling: through the dict
-        assert decode_stored(compact, TENANT, STREAM, version, keys) == event
+        assert decode_stored(compact, version, keys) == event
 
 
 def test_a_destroyed_key_leaves_the_erased_form(sealed: tuple[bytes, list[NewEvent]]) -> None:
@@ -73,7 +77,7 @@ def test_a_destroyed_key_leaves_the_erased_form(sealed: tuple[bytes, list[NewEve
     keys: shredding.Keys = {(TENANT, STREAM): None}
     opened = [open_data(dict(e.data), TENANT, STREAM, v, keys) for v, e in enumerate(stored, start=1)]
     assert all(personal.is_erased(d) for d in opened)
-    assert decode_stored(pg_text(dict(stored[2].data)), TENANT, STREAM, 3, keys) == UserDeactivated(user_name="")
+    assert decode_stored(pg_text(dict(stored[2].data)), 3, keys) == UserDeactivated(user_name="")
     assert decode_event(opened[0]) == UserCreated(resource={"schemas": RESOURCE["schemas"], "active": False})
 
 
@@ -86,7 +90,7 @@ def test_a_ciphertext_moved_to_another_event_does_not_open(sealed: tuple[bytes, 
     with pytest.raises(TamperedPayload):
         open_data(dict(stored[0].data), TENANT, uuid.UUID(int=7), 1, keys)  # another subject
     with pytest.raises(TamperedPayload):
-        decode_stored(pg_text(dict(stored[1].data)), TENANT, STREAM, 1, keys)
+        decode_stored(pg_text(dict(stored[1].data)), 1, keys)
 
 
 @pytest.fixture
